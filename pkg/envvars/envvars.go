@@ -1,0 +1,31 @@
+package envvars
+
+import "os"
+
+// Variable is an environment variable the programs read.
+type Variable struct {
+	Name string
+	Doc  string
+}
+
+// Get returns the variable's value ("" when unset).
+func (v Variable) Get() string { return os.Getenv(v.Name) }
+
+// Lookup returns the value and whether it is set.
+func (v Variable) Lookup() (string, bool) { return os.LookupEnv(v.Name) }
+
+var (
+	// CosignPassword decrypts cosign.key (same name as the cosign CLI uses).
+	CosignPassword = Variable{"COSIGN_PASSWORD", "password of an encrypted cosign private key"}
+	// S3Endpoint overrides the S3 endpoint (MinIO); the AWS SDK reads it too.
+	S3Endpoint = Variable{"AWS_ENDPOINT_URL_S3", "S3 endpoint override, e.g. http://127.0.0.1:9000 for MinIO (path-style)"}
+	// CI marks a CI run: tests fail instead of skipping for a missing component.
+	CI = Variable{"CI", "when true, tests fail rather than skip for a missing component"}
+	// TestBin is where the test setup looks for minio and cosign first.
+	TestBin = Variable{"COHURON_TEST_BIN", "directory with minio and cosign binaries for tests"}
+	// TestS3 points the conformance suite at a real S3 bucket: s3://bucket/prefix.
+	TestS3 = Variable{"COHURON_TEST_S3", "s3://bucket/prefix of a real S3 bucket to run the store suite against"}
+)
+
+// All lists every variable, for documentation and `--help`.
+var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3}

@@ -1,0 +1,150 @@
+package manifest
+
+// APIVersion is the only apiVersion this code reads and writes.
+const APIVersion = "deploy.cohuron.dev/v1"
+
+// Kinds of document.
+const (
+	KindEnvironment = "Environment"
+	KindRelease     = "Release"
+)
+
+// Environment is manifests/<env>.yaml: the desired state of one
+// environment, minus the application code.
+type Environment struct {
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
+}
+
+// Metadata names the environment.
+type Metadata struct {
+	// Name is the environment name (prod, staging, …); releases are kept per name.
+	Name   string            `yaml:"name" json:"name"`
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// Spec is what a host of the environment must look like.
+type Spec struct {
+	// Paths on the host.
+	Paths Paths `yaml:"paths" json:"paths"`
+	// User is the unprivileged account that runs install scripts, hooks and processes.
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
+	// EnvFiles are written into the release directory before anything runs.
+	EnvFiles []EnvFile `yaml:"envFiles,omitempty" json:"envFiles,omitempty"`
+	// Install installs dependencies (pnpm install --frozen-lockfile).
+	Install *Install `yaml:"install,omitempty" json:"install,omitempty"`
+	// Build hooks run in the release directory after install.
+	Build []Hook `yaml:"build,omitempty" json:"build,omitempty"`
+	// Compose describes the Docker Compose services the app depends on.
+	Compose *Compose `yaml:"compose,omitempty" json:"compose,omitempty"`
+	// Schema describes the database schema import.
+	Schema *Schema `yaml:"schema,omitempty" json:"schema,omitempty"`
+	// Processes are the application processes, each with health checks.
+	Processes []Process `yaml:"processes" json:"processes"`
+}
+
+// Paths are absolute directories on the host.
+type Paths struct {
+	// Root is the live release, switched atomically (/opt/cohuron).
+	Root string `yaml:"root" json:"root"`
+	// Backups keeps previous releases for rollback (/opt/cohuron-backups).
+	Backups string `yaml:"backups" json:"backups"`
+}
+
+// EnvFile is a dotenv file written into the release.
+type EnvFile struct {
+	// Path relative to the release root, e.g. apps/api/.env.
+	Path string `yaml:"path" json:"path"`
+	// Vars maps variable names to literal values or secret references.
+	Vars map[string]Value `yaml:"vars" json:"vars"`
+}
+
+// Install is the dependency installation step.
+type Install struct {
+	Command []string `yaml:"command" json:"command"`
+	// Cwd is relative to the release root; empty means the root.
+	Cwd     string   `yaml:"cwd,omitempty" json:"cwd,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Hook is a build command run in the release directory.
+type Hook struct {
+	Name    string   `yaml:"name" json:"name"`
+	Command []string `yaml:"command" json:"command"`
+	Cwd     string   `yaml:"cwd,omitempty" json:"cwd,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Compose is the Docker Compose project of the environment.
+type Compose struct {
+	// File is the compose file, relative to the release root.
+	File string `yaml:"file" json:"file"`
+	// Project is the compose project name (-p).
+	Project string `yaml:"project" json:"project"`
+	// EnvFile is an env file (declared in envFiles) passed with --env-file.
+	EnvFile string `yaml:"envFile,omitempty" json:"envFile,omitempty"`
+	// Services that must be running (and healthy, when they declare a healthcheck).
+	Services      []string `yaml:"services,omitempty" json:"services,omitempty"`
+	HealthTimeout Duration `yaml:"healthTimeout,omitempty" json:"healthTimeout,omitempty"`
+}
+
+// Schema is the database schema import.
+type Schema struct {
+	// Dir holds the DDL files, relative to the release root.
+	Dir string `yaml:"dir" json:"dir"`
+	// DatabaseURL is where to import; normally a secret reference.
+	DatabaseURL Value `yaml:"databaseURL" json:"databaseURL"`
+	// Files are applied in this order (not alphabetical).
+	Files []string `yaml:"files" json:"files"`
+	// Seed files run once, on first install, never again.
+	Seed []string `yaml:"seed,omitempty" json:"seed,omitempty"`
+	// AllowDestructive lets DROP SCHEMA/TABLE and TRUNCATE through (after a dump).
+	AllowDestructive bool `yaml:"allowDestructive,omitempty" json:"allowDestructive,omitempty"`
+	// Reversible says a pg_dump taken before import may be restored on rollback.
+	Reversible bool `yaml:"reversible,omitempty" json:"reversible,omitempty"`
+}
+
+// Process is one application process.
+type Process struct {
+	Name    string   `yaml:"name" json:"name"`
+	Cwd     string   `yaml:"cwd,omitempty" json:"cwd,omitempty"`
+	Command []string `yaml:"command" json:"command"`
+	// EnvFile names one of spec.envFiles, loaded into the process environment.
+	EnvFile string `yaml:"envFile,omitempty" json:"envFile,omitempty"`
+	// Port the process listens on, if any.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Mode is fork (default) or cluster (PM2 reload without dropping requests).
+	Mode      string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=fork,enum=cluster"`
+	Instances int    `yaml:"instances,omitempty" json:"instances,omitempty"`
+	// Health checks; every process needs at least one.
+	Health []HealthCheck `yaml:"health" json:"health"`
+}
+
+// HealthCheck is one probe; exactly one of HTTP, TCP and Exec is set.
+type HealthCheck struct {
+	HTTP *HTTPCheck `yaml:"http,omitempty" json:"http,omitempty"`
+	TCP  *TCPCheck  `yaml:"tcp,omitempty" json:"tcp,omitempty"`
+	Exec *ExecCheck `yaml:"exec,omitempty" json:"exec,omitempty"`
+	// Timeout of one probe (default 5s).
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Within is how long the process may take to become healthy (default 60s).
+	Within Duration `yaml:"within,omitempty" json:"within,omitempty"`
+}
+
+// HTTPCheck passes when GET URL answers ExpectStatus (default 200).
+type HTTPCheck struct {
+	URL          string `yaml:"url" json:"url"`
+	ExpectStatus int    `yaml:"expectStatus,omitempty" json:"expectStatus,omitempty"`
+}
+
+// TCPCheck passes when Address accepts a connection.
+type TCPCheck struct {
+	Address string `yaml:"address" json:"address"`
+}
+
+// ExecCheck passes when Command exits 0.
+type ExecCheck struct {
+	Command []string `yaml:"command" json:"command"`
+}

@@ -1,0 +1,214 @@
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/cohuron/deploy/pkg/store"
+)
+
+// PartSize is the multipart part size; objects larger than it are
+// uploaded in parts.
+const PartSize = 8 << 20
+
+// Options configure the client beyond the standard AWS chain.
+type Options struct {
+	// Endpoint overrides the S3 endpoint (http://127.0.0.1:9000 for MinIO)
+	// and turns on path-style addressing. Empty: AWS.
+	Endpoint string
+	// Region when the chain gives none (default us-east-1).
+	Region string
+	// HTTPClient replaces the SDK's (tests use it for fault injection).
+	HTTPClient *http.Client
+}
+
+// Store keeps objects under s3://bucket/prefix.
+type Store struct {
+	bucket, prefix string
+	client         *s3.Client
+	tm             *transfermanager.Client
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open builds a client for s3://bucket/prefix. It makes no request.
+func Open(ctx context.Context, bucket, prefix string, o Options) (*Store, error) {
+	if bucket == "" {
+		return nil, errors.New("s3 store: bucket is empty")
+	}
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		if err := store.CheckKey(prefix); err != nil {
+			return nil, fmt.Errorf("s3 store prefix: %w", err)
+		}
+		prefix += "/"
+	}
+	loadOpts := []func(*config.LoadOptions) error{config.WithEC2IMDSRegion()}
+	if o.HTTPClient != nil {
+		loadOpts = append(loadOpts, config.WithHTTPClient(o.HTTPClient))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = o.Region
+		if cfg.Region == "" {
+			cfg.Region = "us-east-1"
+		}
+	}
+	endpoint := strings.TrimSpace(o.Endpoint)
+	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if endpoint != "" {
+			so.BaseEndpoint = aws.String(endpoint)
+			so.UsePathStyle = true
+		}
+	})
+	tm := transfermanager.New(client, func(to *transfermanager.Options) {
+		to.PartSizeBytes = PartSize
+		to.MultipartUploadThreshold = PartSize
+		to.Concurrency = 4
+	})
+	return &Store{bucket: bucket, prefix: prefix, client: client, tm: tm}, nil
+}
+
+func (s *Store) String() string { return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/") }
+
+func (s *Store) key(k string) (string, error) {
+	if err := store.CheckKey(k); err != nil {
+		return "", err
+	}
+	return s.prefix + k, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, key, ifNoneMatch string) (io.ReadCloser, store.Info, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return nil, store.Info{}, err
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &k}
+	if ifNoneMatch != "" {
+		in.IfNoneMatch = aws.String(ifNoneMatch)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		return nil, store.Info{}, s.classify(key, err)
+	}
+	info := store.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
+	if out.LastModified != nil {
+		info.ModTime = *out.LastModified
+	}
+	return out.Body, info, nil
+}
+
+// Stat implements store.Store.
+func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return store.Info{}, err
+	}
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
+	if err != nil {
+		return store.Info{}, s.classify(key, err)
+	}
+	info := store.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
+	if out.LastModified != nil {
+		info.ModTime = *out.LastModified
+	}
+	return info, nil
+}
+
+// Put implements store.Store; large bodies go up in parts.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, false)
+}
+
+// PutIfAbsent implements store.Store with If-None-Match: *.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, true)
+}
+
+func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64, ifAbsent bool) error {
+	k, err := s.key(key)
+	if err != nil {
+		return err
+	}
+	in := &transfermanager.UploadObjectInput{Bucket: &s.bucket, Key: &k, Body: r}
+	if size >= 0 {
+		in.ContentLength = aws.Int64(size)
+	}
+	if ifAbsent {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if _, err := s.tm.UploadObject(ctx, in); err != nil {
+		return s.classify(key, err)
+	}
+	return nil
+}
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := store.CheckPrefix(prefix); err != nil {
+		return nil, err
+	}
+	full := s.prefix + prefix
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &full})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.classify(prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, strings.TrimPrefix(aws.ToString(o.Key), s.prefix))
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// classify maps S3 answers to the store's errors by status, not text.
+func (s *Store) classify(key string, err error) error {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	if errors.As(err, &nsk) || errors.As(err, &nf) {
+		return fmt.Errorf("%s in %s: %w", key, s, store.ErrNotFound)
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return fmt.Errorf("%s in %s: %w", key, s, store.ErrNotFound)
+		case http.StatusNotModified:
+			return store.ErrNotModified
+		case http.StatusPreconditionFailed, http.StatusConflict:
+			return fmt.Errorf("%s in %s: %w", key, s, store.ErrExists)
+		}
+	}
+	return fmt.Errorf("%s in %s: %w", key, s, err)
+}
+
+// EnsureBucket creates the bucket if it does not exist (for MinIO, demos
+// and tests; production buckets come from Terraform).
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.bucket})
+	var owned *types.BucketAlreadyOwnedByYou
+	var exists *types.BucketAlreadyExists
+	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
+		return fmt.Errorf("creating bucket %s: %w", s.bucket, err)
+	}
+	return nil
+}
