@@ -99,27 +99,32 @@ type Expect struct {
 	Last Applied   // zero when nothing was applied yet
 	// ClockSkew tolerated for issuedAt in the future (default 5m).
 	ClockSkew time.Duration
+	// AllowExpired skips expiry and age, for a publisher reusing the bundle
+	// of an older release (config-only release, rollback). Agents never set it.
+	AllowExpired bool
 }
 
 // VerifyRelease checks signatures over the raw bytes before parsing them,
 // then the release's claims. It returns the parsed release or a
-// *VerificationError (or a parse error marked rejected).
-func (p *Policy) VerifyRelease(name string, raw []byte, sigs [][]byte, exp Expect) (*manifest.Release, error) {
+// *VerificationError (or a parse error marked rejected), and the names of
+// the signers whose signatures counted.
+func (p *Policy) VerifyRelease(name string, raw []byte, sigs [][]byte, exp Expect) (*manifest.Release, []string, error) {
 	if max := int64(p.Spec.Limits.ManifestBytes); int64(len(raw)) > max {
-		return nil, reject("manifest size", fmt.Sprintf("at most %d bytes", max), fmt.Sprintf("%d bytes", len(raw)), nil)
+		return nil, nil, reject("manifest size", fmt.Sprintf("at most %d bytes", max), fmt.Sprintf("%d bytes", len(raw)), nil)
 	}
-	if _, err := p.VerifyBlob("release manifest", raw, sigs); err != nil {
-		return nil, err
+	signers, err := p.VerifyBlob("release manifest "+name, raw, sigs)
+	if err != nil {
+		return nil, nil, err
 	}
 	rel, err := manifest.ParseRelease(name, raw, int(p.Spec.Limits.ManifestBytes))
 	if err != nil {
-		return nil, reject("release manifest", "a valid release manifest", "an invalid one", err)
+		return nil, nil, reject("release manifest", "a valid release manifest", "an invalid one", err)
 	}
 	sum := sha256.Sum256(raw)
 	if err := p.CheckRelease(rel, hex.EncodeToString(sum[:]), exp); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return rel, nil
+	return rel, signers, nil
 }
 
 // CheckRelease checks a parsed, signature-verified release against the
@@ -146,11 +151,11 @@ func (p *Policy) CheckRelease(rel *manifest.Release, digest string, exp Expect) 
 		return reject("issue time", "issuedAt not after the host clock "+exp.Now.UTC().Format(time.RFC3339),
 			rel.IssuedAt.UTC().Format(time.RFC3339)+" (is the host clock behind?)", nil)
 	}
-	if !exp.Now.Before(rel.ExpiresAt) {
+	if !exp.AllowExpired && !exp.Now.Before(rel.ExpiresAt) {
 		return reject("expiry", "expiresAt after the host clock "+exp.Now.UTC().Format(time.RFC3339),
 			rel.ExpiresAt.UTC().Format(time.RFC3339)+" (expired; publish again, or check the host clock)", nil)
 	}
-	if s.MaxAge.Duration > 0 && exp.Now.Sub(rel.IssuedAt) > s.MaxAge.Duration {
+	if !exp.AllowExpired && s.MaxAge.Duration > 0 && exp.Now.Sub(rel.IssuedAt) > s.MaxAge.Duration {
 		return reject("age", "issued within "+s.MaxAge.String(), "issued "+exp.Now.Sub(rel.IssuedAt).Round(time.Second).String()+" ago", nil)
 	}
 	if rel.Seq < exp.Last.Seq {

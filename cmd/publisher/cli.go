@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/cohuron/deploy/pkg/envvars"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/signing"
+	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/store/openstore"
+	"github.com/cohuron/deploy/pkg/trust"
+)
+
+// CLI is the publisher's command line, with its streams and clock
+// injected so tests run it in-process.
+type CLI struct {
+	in       io.Reader
+	out, err io.Writer
+	now      func() time.Time
+	log      *slog.Logger
+	// terminal reports whether err is a terminal (progress, prompts).
+	terminal bool
+}
+
+// NewCLI returns a CLI writing to out and err.
+func NewCLI(in io.Reader, out, errw io.Writer, now func() time.Time) *CLI {
+	c := &CLI{in: in, out: out, err: errw, now: now}
+	if f, ok := errw.(*os.File); ok {
+		c.terminal = term.IsTerminal(int(f.Fd()))
+	}
+	return c
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(c *CLI, ctx context.Context, args []string) error
+}
+
+var commands = []command{
+	{"keygen", "write a cosign-compatible key pair (cosign.key, cosign.pub)", (*CLI).keygen},
+	{"build", "build the reproducible bundle of a commit", (*CLI).build},
+	{"publish", "upload a bundle and a signed release (config-only without --repo)", (*CLI).publish},
+	{"verify", "verify the latest release end to end, as an agent would", (*CLI).verify},
+	{"check", "validate environment manifests and trust policies (for pull requests)", (*CLI).check},
+	{"rollback", "publish a new release that points at the bundle and spec of an older one", (*CLI).rollback},
+}
+
+func (c *CLI) usage() {
+	fmt.Fprintf(c.err, "Usage: publisher [-v] COMMAND [flags]\n\nCommands:\n")
+	for _, cmd := range commands {
+		fmt.Fprintf(c.err, "  %-9s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintf(c.err, "\nRun 'publisher COMMAND --help' for a command's flags.\n\nExit codes: 0 ok, 1 error, 2 usage, 3 input rejected (signature, policy, replay, expiry, invalid manifest).\n\nEnvironment:\n")
+	for _, v := range envvars.All {
+		fmt.Fprintf(c.err, "  %-22s %s\n", v.Name, v.Doc)
+	}
+}
+
+// Run runs one command and returns the process exit code.
+func (c *CLI) Run(args []string) int {
+	level := slog.LevelWarn
+	for len(args) > 0 && (args[0] == "-v" || args[0] == "--verbose") {
+		level = slog.LevelInfo
+		args = args[1:]
+	}
+	c.log = slog.New(slog.NewTextHandler(c.err, &slog.HandlerOptions{Level: level}))
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		c.usage()
+		if len(args) == 0 {
+			return fault.ExitUsage
+		}
+		return fault.ExitOK
+	}
+	for _, cmd := range commands {
+		if cmd.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := cmd.run(c, ctx, args[1:])
+		if errors.Is(err, flag.ErrHelp) {
+			return fault.ExitOK
+		}
+		if err != nil {
+			fmt.Fprintf(c.err, "publisher %s: %s\n", cmd.name, fault.Scrub(err.Error()))
+		}
+		return fault.ExitCode(err)
+	}
+	fmt.Fprintf(c.err, "publisher: unknown command %q\n\n", args[0])
+	c.usage()
+	return fault.ExitUsage
+}
+
+// flags returns a FlagSet for a command; parse errors are usage errors.
+func (c *CLI) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("publisher "+name, flag.ContinueOnError)
+	fs.SetOutput(c.err)
+	fs.Usage = func() {
+		fmt.Fprintf(c.err, "Usage: publisher %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fault.Usage(err)
+	}
+	if fs.NArg() > 0 && fs.Name() != "publisher check" {
+		return fault.Usage(fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
+	}
+	return nil
+}
+
+func required(pairs ...string) error {
+	var missing []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			missing = append(missing, "--"+pairs[i])
+		}
+	}
+	if len(missing) > 0 {
+		return fault.Usage(fmt.Errorf("missing required flag(s): %s", strings.Join(missing, ", ")))
+	}
+	return nil
+}
+
+// storeFlags are shared by commands that talk to a store.
+type storeFlags struct {
+	url        string
+	s3Endpoint string
+}
+
+func (s *storeFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&s.url, "store", "", "store URL: file:///abs/dir or s3://bucket/prefix")
+	fs.StringVar(&s.s3Endpoint, "s3-endpoint", envvars.S3Endpoint.Get(), "S3 endpoint override, path-style (MinIO); default $"+envvars.S3Endpoint.Name)
+}
+
+func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
+	return openstore.Open(ctx, s.url, openstore.Options{S3Endpoint: s.s3Endpoint})
+}
+
+// trustFlags choose the policy a verification uses.
+type trustFlags struct {
+	policy string
+	key    string
+}
+
+func (t *trustFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&t.policy, "policy", "", "trust policy file (policies/ENV.yaml)")
+	fs.StringVar(&t.key, "key", "", "public key file: shorthand for a policy trusting this one key")
+}
+
+func (t *trustFlags) load() (*trust.Policy, error) {
+	switch {
+	case t.policy != "" && t.key != "":
+		return nil, fault.Usage(errors.New("give --policy or --key, not both"))
+	case t.policy != "":
+		p, err := trust.Load(t.policy)
+		if err != nil {
+			return nil, fault.Usage(fmt.Errorf("loading trust policy: %w", err))
+		}
+		return p, nil
+	case t.key != "":
+		pem, err := os.ReadFile(t.key)
+		if err != nil {
+			return nil, fault.Usage(fmt.Errorf("reading public key: %w", err))
+		}
+		p, err := trust.ForKey(pem)
+		if err != nil {
+			return nil, fault.Usage(fmt.Errorf("%s: %w", t.key, err))
+		}
+		return p, nil
+	}
+	return nil, fault.Usage(errors.New("missing --policy FILE or --key cosign.pub"))
+}
+
+// password reads COSIGN_PASSWORD, or prompts on a terminal.
+func (c *CLI) password(confirm bool) signing.PassFunc {
+	return func(bool) ([]byte, error) {
+		if pw, ok := envvars.CosignPassword.Lookup(); ok {
+			return []byte(pw), nil
+		}
+		f, ok := c.in.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return nil, fault.Usage(fmt.Errorf("set %s (the key password; may be empty)", envvars.CosignPassword.Name))
+		}
+		fmt.Fprint(c.err, "Enter password for private key: ")
+		pw, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.err)
+		if err != nil || !confirm {
+			return pw, err
+		}
+		fmt.Fprint(c.err, "Enter password for private key again: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.err)
+		if err != nil {
+			return nil, err
+		}
+		if string(again) != string(pw) {
+			return nil, fault.Usage(errors.New("passwords do not match"))
+		}
+		return pw, nil
+	}
+}
+
+func (c *CLI) printJSON(v any) error {
+	enc := json.NewEncoder(c.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// progress reports upload progress on a terminal, at most 5 times a second.
+func (c *CLI) progress(label string, size int64, r io.Reader) io.Reader {
+	if !c.terminal {
+		return r
+	}
+	return &progressReader{r: r, label: label, size: size, w: c.err, now: c.now}
+}
+
+type progressReader struct {
+	r     io.Reader
+	label string
+	size  int64
+	done  int64
+	last  time.Time
+	w     io.Writer
+	now   func() time.Time
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if t := p.now(); t.Sub(p.last) > 200*time.Millisecond || err == io.EOF {
+		p.last = t
+		pct := 100.0
+		if p.size > 0 {
+			pct = float64(p.done) * 100 / float64(p.size)
+		}
+		fmt.Fprintf(p.w, "\r%s: %5.1f%% (%s / %s)", p.label, pct, mib(p.done), mib(p.size))
+		if err == io.EOF {
+			fmt.Fprintln(p.w)
+		}
+	}
+	return n, err
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

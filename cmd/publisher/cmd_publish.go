@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/bundle"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/release"
+	"github.com/cohuron/deploy/pkg/signing"
+)
+
+type publishOptions struct {
+	repo, ref, branch string
+	env, manifest     string
+	key               string
+	ttl               time.Duration
+	json              bool
+	store             storeFlags
+	trust             trustFlags
+}
+
+func (o *publishOptions) addFlags(fs flagSet) {
+	fs.StringVar(&o.repo, "repo", "", "application repository to bundle; omit for a config-only release that keeps the current bundle")
+	fs.StringVar(&o.ref, "ref", "HEAD", "branch, tag or commit to bundle (with --repo)")
+	fs.StringVar(&o.branch, "branch", "", "branch name to record (default: from --ref)")
+	fs.StringVar(&o.env, "env", "", "environment to publish to")
+	fs.StringVar(&o.manifest, "manifest", "", "environment manifest (default manifests/ENV.yaml)")
+	fs.StringVar(&o.key, "key", "", "signing key: cosign.key file or awskms:///alias/NAME")
+	fs.DurationVar(&o.ttl, "ttl", release.DefaultTTL, "how long the release stays valid")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+}
+
+func (c *CLI) publish(ctx context.Context, args []string) error {
+	var o publishOptions
+	fs := c.flags("publish", "[--repo PATH --ref REF] --env ENV --store URL --key KEYREF [--manifest FILE] [--json]")
+	o.addFlags(fs)
+	o.store.add(fs)
+	fs.StringVar(&o.trust.policy, "policy", "", "trust policy to verify the release whose bundle a config-only release keeps (default: the signing key)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required("env", o.env, "store", o.store.url, "key", o.key); err != nil {
+		return err
+	}
+	if o.manifest == "" {
+		o.manifest = filepath.Join("manifests", o.env+".yaml")
+	}
+	return c.runPublish(ctx, o)
+}
+
+func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
+	env, err := loadEnvironment(o.manifest, o.env)
+	if err != nil {
+		return err
+	}
+	signer, err := signing.LoadSigner(ctx, o.key, c.password(false))
+	if err != nil {
+		return fault.Usage(err)
+	}
+	st, err := o.store.open(ctx)
+	if err != nil {
+		return err
+	}
+	req := release.Request{Env: env, TTL: o.ttl}
+	if o.trust.policy != "" {
+		if req.Policy, err = o.trust.load(); err != nil {
+			return err
+		}
+	}
+	if o.repo != "" {
+		tmp, err := os.MkdirTemp("", "publisher-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		res, path, err := buildBundle(ctx, bundle.Options{Repo: o.repo, Ref: o.ref, Branch: o.branch}, tmp)
+		if err != nil {
+			return err
+		}
+		for _, s := range res.Skipped {
+			c.log.Warn("not bundled", "entry", s)
+		}
+		req.Bundle = &release.LocalBundle{Path: path, Result: res}
+	}
+	p := &release.Publisher{Store: st, Signer: signer, Now: c.now, Log: c.log, Progress: c.progress}
+	res, err := p.Publish(ctx, req)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return c.printJSON(res)
+	}
+	kind := "release"
+	if res.ConfigOnly {
+		kind = fmt.Sprintf("config-only release (bundle of seq %d)", res.ReusedSeq)
+	}
+	fmt.Fprintf(c.out, "published %s %s seq %d to %s\n", o.env, kind, res.Seq, st)
+	fmt.Fprintf(c.out, "  manifest %s  sha256 %s\n", res.Key, res.Digest)
+	fmt.Fprintf(c.out, "  bundle   %s  sha256 %s  (%d bytes, %s)\n", res.Bundle.Key, res.Bundle.SHA256, res.Bundle.Size, uploadedWord(res.BundleUploaded, res.ConfigOnly))
+	fmt.Fprintf(c.out, "  source   %s %s@%s\n", res.Source.Repo, res.Source.Branch, short(res.Source.Commit))
+	return nil
+}
+
+func uploadedWord(uploaded, configOnly bool) string {
+	switch {
+	case configOnly:
+		return "kept"
+	case uploaded:
+		return "uploaded"
+	}
+	return "already in store"
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+// loadEnvironment reads and validates an environment manifest and checks
+// it is the environment asked for.
+func loadEnvironment(file, env string) (*manifest.Environment, error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fault.Usage(fmt.Errorf("environment manifest %s not found (pass --manifest)", file))
+	}
+	if err != nil {
+		return nil, err
+	}
+	e, err := manifest.ParseEnvironment(file, data)
+	if err != nil {
+		return nil, fault.Rejected(err)
+	}
+	if env != "" && e.Metadata.Name != env {
+		return nil, fault.Usage(fmt.Errorf("%s is environment %q, not %q", file, e.Metadata.Name, env))
+	}
+	return e, nil
+}

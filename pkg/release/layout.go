@@ -1,0 +1,82 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/cohuron/deploy/pkg/store"
+)
+
+// MaxSigBytes caps a signature file.
+const MaxSigBytes = 16 << 10
+
+// Seqs lists the seqs of env's release manifests, ascending.
+func Seqs(ctx context.Context, st store.Store, env string) ([]uint64, error) {
+	keys, err := st.List(ctx, store.ReleasesPrefix(env))
+	if err != nil {
+		return nil, fmt.Errorf("listing releases of %s: %w", env, err)
+	}
+	var seqs []uint64
+	for _, k := range keys {
+		name := path.Base(k)
+		if !strings.HasSuffix(name, ".yaml") || path.Dir(k)+"/" != store.ReleasesPrefix(env) {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(name, ".yaml"), 10, 64)
+		if err != nil || n == 0 {
+			continue
+		}
+		seqs = append(seqs, n)
+	}
+	sortSeqs(seqs)
+	return seqs, nil
+}
+
+func sortSeqs(s []uint64) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// LatestHint reads releases/<env>/latest. It is unsigned: use it only to
+// find which signed release to read.
+func LatestHint(ctx context.Context, st store.Store, env string) (uint64, error) {
+	data, _, err := store.ReadAll(ctx, st, store.LatestKey(env), 64)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, fmt.Errorf("no release has been published for environment %q in %s: %w", env, st, err)
+		}
+		return 0, err
+	}
+	n, err := strconv.ParseUint(string(bytes.TrimSpace(data)), 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%s holds %q: expected a release seq", store.LatestKey(env), bytes.TrimSpace(data))
+	}
+	return n, nil
+}
+
+// ReadSigs reads the detached signature(s) of key: the .sig file holds one
+// base64 signature per line (cosign reads the first).
+func ReadSigs(ctx context.Context, st store.Store, key string) ([][]byte, error) {
+	data, _, err := store.ReadAll(ctx, st, store.SigKey(key), MaxSigBytes)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sigs [][]byte
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			sigs = append(sigs, line)
+		}
+	}
+	return sigs, nil
+}

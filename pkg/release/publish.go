@@ -1,0 +1,300 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cohuron/deploy/pkg/bundle"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/signing"
+	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/trust"
+)
+
+// DefaultTTL is how long a release stays valid when nothing newer is
+// published; agents refuse to apply an expired release.
+const DefaultTTL = 30 * 24 * time.Hour
+
+// claimAttempts bounds retries when racing publishers claim the same seq.
+const claimAttempts = 10
+
+// Publisher uploads bundles and signed releases.
+type Publisher struct {
+	Store  store.Store
+	Signer signing.Signer
+	Now    func() time.Time
+	Log    *slog.Logger
+	// Progress wraps an upload body to report progress; nil for none.
+	Progress func(label string, size int64, r io.Reader) io.Reader
+}
+
+// LocalBundle is a bundle built on this machine, in a file.
+type LocalBundle struct {
+	Path   string
+	Result *bundle.Result
+}
+
+// Request is one publish.
+type Request struct {
+	Env *manifest.Environment
+	// Bundle to upload; nil makes a config-only release that reuses the
+	// bundle of release ReuseSeq (0: the newest release).
+	Bundle   *LocalBundle
+	ReuseSeq uint64
+	// Policy verifies the release whose bundle is reused; nil trusts the
+	// signer's own public key.
+	Policy *trust.Policy
+	TTL    time.Duration
+}
+
+// Result says what was published.
+type Result struct {
+	Env            string             `json:"env"`
+	Seq            uint64             `json:"seq"`
+	Key            string             `json:"key"`
+	Digest         string             `json:"sha256"`
+	Bundle         manifest.BundleRef `json:"bundle"`
+	BundleUploaded bool               `json:"bundleUploaded"`
+	ConfigOnly     bool               `json:"configOnly"`
+	ReusedSeq      uint64             `json:"reusedSeq,omitempty"`
+	Source         manifest.Source    `json:"source"`
+	Inputs         manifest.Inputs    `json:"inputs"`
+}
+
+// Publish uploads the bundle (if any), then claims the next seq with the
+// signed release manifest, then moves the latest hint.
+func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
+	env := req.Env.Metadata.Name
+	res := &Result{Env: env}
+	var ix *bundle.Index
+	if req.Bundle != nil {
+		b := req.Bundle.Result
+		uploaded, err := p.uploadBundle(ctx, req.Bundle)
+		if err != nil {
+			return nil, err
+		}
+		ix = b.Index
+		res.BundleUploaded = uploaded
+		res.Bundle = manifest.BundleRef{Key: store.BundleKey(b.Name), SHA256: b.SHA256, Size: b.Size, Files: len(ix.Entries), Unpacked: ix.Unpacked()}
+		res.Source = b.Source
+	} else {
+		prev, pix, err := p.reuse(ctx, env, req)
+		if err != nil {
+			return nil, err
+		}
+		ix = pix
+		res.ConfigOnly = true
+		res.ReusedSeq = prev.Seq
+		res.Bundle = prev.Bundle
+		res.Source = prev.Source
+	}
+	inputs, err := ix.Inputs(&req.Env.Spec)
+	if err != nil {
+		return nil, fault.Rejected(fmt.Errorf("environment %s: %w", env, err))
+	}
+	res.Inputs = inputs
+
+	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	now := p.Now().UTC().Truncate(time.Second)
+	rel := &manifest.Release{
+		APIVersion: manifest.APIVersion, Kind: manifest.KindRelease,
+		Env: env, IssuedAt: now, ExpiresAt: now.Add(ttl),
+		Bundle: res.Bundle, Source: res.Source, Inputs: inputs, Spec: req.Env.Spec,
+	}
+	if err := p.claim(ctx, rel, res); err != nil {
+		return nil, err
+	}
+	if err := p.moveLatest(ctx, env, rel.Seq); err != nil {
+		return nil, err
+	}
+	p.Log.Info("published release", "env", env, "seq", rel.Seq, "bundle", res.Bundle.Key, "configOnly", res.ConfigOnly)
+	return res, nil
+}
+
+// claim writes releases/<env>/<seq>.yaml with a conditional put, moving to
+// the next seq when another publisher got there first.
+func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Result) error {
+	seqs, err := Seqs(ctx, p.Store, rel.Env)
+	if err != nil {
+		return err
+	}
+	rel.Seq = 1
+	if len(seqs) > 0 {
+		rel.Seq = seqs[len(seqs)-1] + 1
+	}
+	for range claimAttempts {
+		raw, err := Marshal(rel)
+		if err != nil {
+			return err
+		}
+		sig, err := signing.Sign(ctx, p.Signer, bytes.NewReader(raw))
+		if err != nil {
+			return err
+		}
+		key := store.ReleaseKey(rel.Env, rel.Seq)
+		err = p.Store.PutIfAbsent(ctx, key, bytes.NewReader(raw), int64(len(raw)))
+		if errors.Is(err, store.ErrExists) {
+			p.Log.Info("seq taken by another publisher, trying the next", "seq", rel.Seq)
+			rel.Seq++
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", key, err)
+		}
+		sigData := append(sig, '\n')
+		if err := p.Store.PutIfAbsent(ctx, store.SigKey(key), bytes.NewReader(sigData), int64(len(sigData))); err != nil {
+			return fmt.Errorf("writing signature of %s (the release exists unsigned; agents ignore it until signed): %w", key, err)
+		}
+		sum := sha256.Sum256(raw)
+		res.Seq, res.Key, res.Digest = rel.Seq, key, hex.EncodeToString(sum[:])
+		return nil
+	}
+	return fault.Transient(fmt.Errorf("could not claim a release seq for %s after %d attempts: other publishers keep winning", rel.Env, claimAttempts))
+}
+
+// Marshal renders a release manifest and checks that it parses back
+// strictly, so nothing is signed that an agent would refuse to read.
+func Marshal(rel *manifest.Release) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# Release manifest generated by `publisher publish`. Signed: do not edit.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(rel); err != nil {
+		return nil, fmt.Errorf("encoding release: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := manifest.ParseRelease("generated release", buf.Bytes(), 0); err != nil {
+		return nil, fmt.Errorf("generated release does not validate (a bug): %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (p *Publisher) moveLatest(ctx context.Context, env string, seq uint64) error {
+	if cur, err := LatestHint(ctx, p.Store, env); err == nil && cur >= seq {
+		return nil // a racing publisher already moved it further
+	}
+	data := []byte(strconv.FormatUint(seq, 10) + "\n")
+	if err := p.Store.Put(ctx, store.LatestKey(env), bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("writing %s (release %d is published; agents see it once latest moves): %w", store.LatestKey(env), seq, err)
+	}
+	return nil
+}
+
+// uploadBundle uploads the bundle unless the same bytes are already there,
+// then its signature. A bundle name is never overwritten with other bytes:
+// older releases may point at it.
+func (p *Publisher) uploadBundle(ctx context.Context, lb *LocalBundle) (bool, error) {
+	b := lb.Result
+	key := store.BundleKey(b.Name)
+	uploaded := false
+	if info, err := p.Store.Stat(ctx, key); err == nil {
+		same, err := p.sameBytes(ctx, key, info, b)
+		if err != nil {
+			return false, err
+		}
+		if !same {
+			return false, fault.Rejected(fmt.Errorf("%s already exists in %s with other bytes; refusing to overwrite a bundle that releases may point at", key, p.Store))
+		}
+		p.Log.Info("bundle already in store", "key", key)
+	} else if errors.Is(err, store.ErrNotFound) {
+		f, err := os.Open(lb.Path)
+		if err != nil {
+			return false, err
+		}
+		var body io.Reader = f
+		if p.Progress != nil {
+			body = p.Progress("uploading "+b.Name, b.Size, f)
+		}
+		err = p.Store.PutIfAbsent(ctx, key, body, b.Size)
+		f.Close()
+		if err != nil && !errors.Is(err, store.ErrExists) {
+			return false, fmt.Errorf("uploading bundle: %w", err)
+		}
+		uploaded = err == nil
+	} else {
+		return false, fmt.Errorf("checking %s: %w", key, err)
+	}
+
+	f, err := os.Open(lb.Path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sig, err := signing.Sign(ctx, p.Signer, f)
+	if err != nil {
+		return false, err
+	}
+	sig = append(sig, '\n')
+	if err := p.Store.Put(ctx, store.SigKey(key), bytes.NewReader(sig), int64(len(sig))); err != nil {
+		return false, fmt.Errorf("uploading bundle signature: %w", err)
+	}
+	return uploaded, nil
+}
+
+func (p *Publisher) sameBytes(ctx context.Context, key string, info store.Info, b *bundle.Result) (bool, error) {
+	if info.Size != b.Size {
+		return false, nil
+	}
+	rc, _, err := p.Store.Get(ctx, key, "")
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return false, fmt.Errorf("reading %s: %w", key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == b.SHA256, nil
+}
+
+// reuse finds and verifies the release whose bundle a config-only release
+// keeps, and indexes that bundle.
+func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*manifest.Release, *bundle.Index, error) {
+	seq := req.ReuseSeq
+	if seq == 0 {
+		seqs, err := Seqs(ctx, p.Store, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(seqs) == 0 {
+			return nil, nil, fault.Usage(fmt.Errorf("environment %s has no release in %s to take the bundle from; publish with --repo first", env, p.Store))
+		}
+		seq = seqs[len(seqs)-1]
+	}
+	pol := req.Policy
+	if pol == nil {
+		pub, err := signing.PublicKeyPEM(ctx, p.Signer)
+		if err != nil {
+			return nil, nil, err
+		}
+		if pol, err = trust.ForKey(pub); err != nil {
+			return nil, nil, err
+		}
+	}
+	v, err := FetchVerified(ctx, p.Store, env, seq, pol, trust.Expect{Env: env, Now: p.Now(), AllowExpired: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("release %d, whose bundle this release would keep (pass --policy if another key signed it): %w", seq, err)
+	}
+	ix, err := VerifyBundle(ctx, p.Store, v.Release, pol)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle of release %d: %w", seq, err)
+	}
+	return v.Release, ix, nil
+}

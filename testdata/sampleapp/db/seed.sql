@@ -1,0 +1,1 @@
+INSERT INTO app.business (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'Sample business') ON CONFLICT DO NOTHING;
