@@ -179,3 +179,19 @@ func RunErr(dir string, env []string, name string, args ...string) (string, erro
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// Cosign returns argv that runs the cosign CLI in a fresh network
+// namespace: cosign looks up its TUF root online even with
+// --insecure-ignore-tlog, and tests must send nothing off this machine.
+func Cosign(t testing.TB) []string {
+	t.Helper()
+	bin := Bin(t, "cosign")
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		Missing(t, "unshare (util-linux)", err.Error())
+	}
+	if out, err := exec.Command(unshare, "--net", "true").CombinedOutput(); err != nil {
+		Missing(t, "a network namespace for cosign (unshare --net needs root)", fmt.Sprintf("%v: %s", err, out))
+	}
+	return []string{unshare, "--net", bin}
+}

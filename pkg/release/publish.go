@@ -126,8 +126,8 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-// claim writes releases/<env>/<seq>.yaml with a conditional put, moving to
-// the next seq when another publisher got there first.
+// claim writes releases/<env>/<seq>.yaml(.sig) with conditional puts,
+// moving to the next seq when another publisher got there first.
 func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Result) error {
 	seqs, err := Seqs(ctx, p.Store, rel.Env)
 	if err != nil {
@@ -146,19 +146,23 @@ func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Resul
 		if err != nil {
 			return err
 		}
+		// The signature claims the seq; the manifest follows. Readers list
+		// manifests, so a visible manifest always has its signature, and a
+		// publisher that dies in between leaves only a signature, which the
+		// next publisher steps over.
 		key := store.ReleaseKey(rel.Env, rel.Seq)
-		err = p.Store.PutIfAbsent(ctx, key, bytes.NewReader(raw), int64(len(raw)))
+		sigData := append(sig, '\n')
+		err = p.Store.PutIfAbsent(ctx, store.SigKey(key), bytes.NewReader(sigData), int64(len(sigData)))
 		if errors.Is(err, store.ErrExists) {
 			p.Log.Info("seq taken by another publisher, trying the next", "seq", rel.Seq)
 			rel.Seq++
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("writing %s: %w", key, err)
+			return fmt.Errorf("writing signature of %s: %w", key, err)
 		}
-		sigData := append(sig, '\n')
-		if err := p.Store.PutIfAbsent(ctx, store.SigKey(key), bytes.NewReader(sigData), int64(len(sigData))); err != nil {
-			return fmt.Errorf("writing signature of %s (the release exists unsigned; agents ignore it until signed): %w", key, err)
+		if err := p.Store.PutIfAbsent(ctx, key, bytes.NewReader(raw), int64(len(raw))); err != nil {
+			return fmt.Errorf("writing %s after claiming it: %w", key, err)
 		}
 		sum := sha256.Sum256(raw)
 		res.Seq, res.Key, res.Digest = rel.Seq, key, hex.EncodeToString(sum[:])
