@@ -55,6 +55,10 @@ func (c *CLI) publish(ctx context.Context, args []string) error {
 }
 
 func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
+	st, err := o.store.open(ctx)
+	if err != nil {
+		return err
+	}
 	env, err := loadEnvironment(o.manifest, o.env)
 	if err != nil {
 		return err
@@ -62,10 +66,6 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	signer, err := signing.LoadSigner(ctx, o.key, c.password(false))
 	if err != nil {
 		return fault.Usage(err)
-	}
-	st, err := o.store.open(ctx)
-	if err != nil {
-		return err
 	}
 	req := release.Request{Env: env, TTL: o.ttl}
 	if o.trust.policy != "" {

@@ -52,11 +52,11 @@ type verifyResult struct {
 }
 
 func (c *CLI) runVerify(ctx context.Context, o verifyOptions) error {
-	pol, err := o.trust.load()
+	st, err := o.store.open(ctx)
 	if err != nil {
 		return err
 	}
-	st, err := o.store.open(ctx)
+	pol, err := o.trust.load()
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,10 @@ import (
 
 // Problem is one finding in a document, tied to a line when one is known.
 type Problem struct {
-	File string
-	Line int    // 0 when unknown
-	Path string // dotted field path such as spec.processes[0].port, when known
-	Msg  string
+	File string `json:"file"`
+	Line int    `json:"line,omitempty"` // 0 when unknown
+	Path string `json:"path,omitempty"` // dotted field path such as spec.processes[0].port, when known
+	Msg  string `json:"message"`
 }
 
 func (p Problem) String() string {
@@ -73,6 +73,9 @@ func Decode(file string, data []byte, maxBytes int, out any) (*Document, error) 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) { // only comments
+			return nil, fail(0, "document is empty")
+		}
 		return nil, yamlError(file, err)
 	}
 	var extra yaml.Node
@@ -81,7 +84,7 @@ func Decode(file string, data []byte, maxBytes int, out any) (*Document, error) 
 	} else if !errors.Is(err, io.EOF) {
 		return nil, yamlError(file, err)
 	}
-	if err := refuseAliases(file, &doc); err != nil {
+	if err := refuseNodes(file, &doc); err != nil {
 		return nil, err
 	}
 	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
@@ -102,12 +105,39 @@ func Decode(file string, data []byte, maxBytes int, out any) (*Document, error) 
 	return &Document{File: file, Root: doc.Content[0]}, nil
 }
 
-func refuseAliases(file string, n *yaml.Node) error {
+// MaxMappingKeys caps the entries of one mapping: yaml.v3 checks map keys
+// for duplicates pairwise, so a 1 MiB mapping would take minutes.
+const MaxMappingKeys = 4096
+
+// coreTags are the explicit tags a document may carry; others (!!binary,
+// local tags such as !vault) would change or silently drop meaning.
+var coreTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!null": true, "!!seq": true, "!!map": true}
+
+// refuseNodes rejects, before anything expands or decodes them, anchors and
+// aliases (alias bombs), merge keys (they hide duplicate keys), explicit
+// non-core tags and oversized mappings.
+func refuseNodes(file string, n *yaml.Node) error {
+	bad := func(n *yaml.Node, format string, args ...any) error {
+		return &Error{Problems: []Problem{{File: file, Line: n.Line, Msg: fmt.Sprintf(format, args...)}}}
+	}
 	if n.Kind == yaml.AliasNode || n.Anchor != "" {
-		return &Error{Problems: []Problem{{File: file, Line: n.Line, Msg: "anchors and aliases are not allowed"}}}
+		return bad(n, "anchors and aliases are not allowed")
+	}
+	if n.Style&yaml.TaggedStyle != 0 && !coreTags[n.Tag] {
+		return bad(n, "tag %s is not allowed", n.Tag)
+	}
+	if n.Kind == yaml.MappingNode {
+		if len(n.Content)/2 > MaxMappingKeys {
+			return bad(n, "mapping has %d keys, over the limit of %d", len(n.Content)/2, MaxMappingKeys)
+		}
+		for i := 0; i < len(n.Content); i += 2 {
+			if n.Content[i].Tag == "!!merge" {
+				return bad(n.Content[i], "merge keys (<<) are not allowed")
+			}
+		}
 	}
 	for _, c := range n.Content {
-		if err := refuseAliases(file, c); err != nil {
+		if err := refuseNodes(file, c); err != nil {
 			return err
 		}
 	}
@@ -214,7 +244,7 @@ func child(n *yaml.Node, p pathPart) *yaml.Node {
 					return n.Content[i+1]
 				}
 				v := *n.Content[i+1]
-				if v.Line != n.Content[i].Line && len(v.Content) == 0 {
+				if v.Line != n.Content[i].Line {
 					v.Line = n.Content[i].Line
 				}
 				return &v
