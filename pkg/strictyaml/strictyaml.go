@@ -115,7 +115,7 @@ var coreTags = map[string]bool{"!!str": true, "!!int": true, "!!float": true, "!
 
 // refuseNodes rejects, before anything expands or decodes them, anchors and
 // aliases (alias bombs), merge keys (they hide duplicate keys), explicit
-// non-core tags and oversized mappings.
+// non-core tags, null values and oversized mappings.
 func refuseNodes(file string, n *yaml.Node) error {
 	bad := func(n *yaml.Node, format string, args ...any) error {
 		return &Error{Problems: []Problem{{File: file, Line: n.Line, Msg: fmt.Sprintf(format, args...)}}}
@@ -133,6 +133,15 @@ func refuseNodes(file string, n *yaml.Node) error {
 		for i := 0; i < len(n.Content); i += 2 {
 			if n.Content[i].Tag == "!!merge" {
 				return bad(n.Content[i], "merge keys (<<) are not allowed")
+			}
+		}
+	}
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		// yaml.v3 decodes a null as the zero value without calling
+		// UnmarshalYAML, so `JWT_SECRET:` would silently become "".
+		for i, c := range n.Content {
+			if c.Kind == yaml.ScalarNode && c.Tag == "!!null" && (n.Kind == yaml.SequenceNode || i%2 == 1) {
+				return bad(c, "value is empty; write \"\" for an empty string, or leave the key out")
 			}
 		}
 	}

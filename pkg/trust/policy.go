@@ -194,6 +194,11 @@ func (p *Policy) validate(readKey func(string) ([]byte, error)) []strictyaml.Pro
 			add(at, "%v", err)
 			continue
 		}
+		// One key under two names would meet a threshold of 2 with one signature.
+		if dup := p.signerWithKey(pub); dup != "" {
+			add(at, "same public key as signer %q; each signer needs its own key", dup)
+			continue
+		}
 		p.keys = append(p.keys, trustedKey{name: sg.Name, pub: pub})
 	}
 	if s.Threshold == 0 {
@@ -249,6 +254,15 @@ func (p *Policy) validate(readKey func(string) ([]byte, error)) []strictyaml.Pro
 		add("spec.maxAge", "must not be negative, found %s", s.MaxAge)
 	}
 	return ps
+}
+
+func (p *Policy) signerWithKey(pub crypto.PublicKey) string {
+	for _, k := range p.keys {
+		if eq, ok := k.pub.(interface{ Equal(crypto.PublicKey) bool }); ok && eq.Equal(pub) {
+			return k.name
+		}
+	}
+	return ""
 }
 
 // AllowsSource reports whether the policy lets bundles be fetched with scheme.

@@ -76,7 +76,10 @@ func (p *Policy) verify(what string, sigs [][]byte, check func(trustedKey, []byt
 		}
 	}
 	if len(signers) < p.Spec.Threshold {
-		found := fmt.Sprintf("%d valid (%s) among %d signature(s)", len(signers), strings.Join(signers, ", "), len(sigs))
+		found := fmt.Sprintf("%d valid among %d signature(s)", len(signers), len(sigs))
+		if len(signers) > 0 {
+			found = fmt.Sprintf("%d valid (%s) among %d signature(s)", len(signers), strings.Join(signers, ", "), len(sigs))
+		}
 		if len(sigs) == 0 {
 			found = "no signature"
 			lastErr = nil

@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+GO ?= go
+export COHURON_TEST_BIN ?= $(HOME)/.cache/cohuron-test/bin
+FUZZTIME ?= 5s
+
+.PHONY: demo test deps unit fuzz bench verify build clean
+
+demo: ## publish and verify the sample app on a local directory store (no cloud account)
+	./scripts/demo.sh
+
+test: deps unit fuzz ## install what the tests need, then run them all (CI runs this)
+
+deps: ## MinIO, cosign, git, unshare: installed once into $(COHURON_TEST_BIN)
+	./scripts/install-test-deps.sh
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+fuzz: ## every fuzz target, briefly
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench: ## bundle build against git archive and tar -czf, as ratios
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/bundle/
+
+verify: ## gofmt, vet, go mod tidy, golangci-lint (depguard holds the layering)
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	GOBIN=$(COHURON_TEST_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
+	$(COHURON_TEST_BIN)/golangci-lint run ./...
+
+build:
+	mkdir -p bin && $(GO) build -o bin/ ./cmd/...
+
+clean:
+	rm -rf bin .demo

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, idempotently, on a fresh
+# Debian machine with Go: git, util-linux (unshare), the MinIO server and
+# the cosign CLI (built from the Go module proxy into a cache directory).
+# Safe to run again: it only builds what is missing or at the wrong version.
+set -euo pipefail
+
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # github.com/minio/minio (no tagged Go module)
+COSIGN_VERSION=v2.6.5                              # github.com/sigstore/cosign/v2
+GO_MIN=1.26.5
+
+BIN="${COHURON_TEST_BIN:-$HOME/.cache/cohuron-test/bin}"
+mkdir -p "$BIN"
+
+say() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+# Go toolchain: the module pins it, but an older local go cannot even start.
+if ! command -v go >/dev/null; then
+  say "go is not installed; install Go $GO_MIN or newer first"; exit 1
+fi
+have=$(go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n%s\n' "$GO_MIN" "$have" | sort -V | head -1)" != "$GO_MIN" ]; then
+  say "go $have is older than $GO_MIN (it lacks the os.Root and archive/tar fixes); install a newer Go"; exit 1
+fi
+
+# Debian packages.
+need_apt=()
+command -v git >/dev/null || need_apt+=(git)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then say "please install: ${need_apt[*]}"; exit 1; fi
+  say "apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# go_tool NAME MODULE@VERSION: build into $BIN unless that version is there.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 stamp="$BIN/.$1.version"
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg@$version" ]; then
+    return 0
+  fi
+  say "building $name ($pkg@$version) into $BIN; this takes a few minutes the first time"
+  GOBIN="$BIN" GOFLAGS=-buildvcs=false CGO_ENABLED=0 go install "$pkg@$version"
+  echo "$pkg@$version" > "$stamp"
+}
+
+go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
+go_tool minio github.com/minio/minio "$MINIO_VERSION"
+
+say "ready: $("$BIN/cosign" version 2>/dev/null | awk '/GitVersion/{print "cosign " $2}') , minio $MINIO_VERSION in $BIN"
