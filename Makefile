@@ -27,7 +27,7 @@ verify: ## gofmt, vet, go mod tidy, golangci-lint (depguard holds the layering)
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
-	GOBIN=$(COHURON_TEST_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
+	GOBIN=$(COHURON_TEST_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 	$(COHURON_TEST_BIN)/golangci-lint run ./...
 
 build:
