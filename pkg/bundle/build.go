@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/url"
 	"path"
 	"regexp"
 	"sort"
@@ -368,9 +369,17 @@ func guessBranch(repo *git.Repository, ref string) string {
 	return "detached"
 }
 
+// repoName is the origin URL without credentials (CI checkouts often embed
+// a token as the user name), or the directory name.
 func repoName(repo *git.Repository, dir string) string {
 	if r, err := repo.Remote("origin"); err == nil && len(r.Config().URLs) > 0 {
-		return fault.Scrub(r.Config().URLs[0])
+		raw := r.Config().URLs[0]
+		if u, err := url.Parse(raw); err == nil && u.Scheme != "" {
+			u.User = nil
+			u.RawQuery = ""
+			return u.String()
+		}
+		return fault.Scrub(raw)
 	}
 	return path.Base(strings.TrimRight(dir, "/"))
 }

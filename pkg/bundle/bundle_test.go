@@ -264,3 +264,12 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceRepoHasNoCredentials(t *testing.T) {
+	repo := newSampleRepo(t)
+	testenv.Git(t, repo, "remote", "add", "origin", "https://ghs_abcdefTOKEN123@github.com/cohuron/app.git")
+	res, _ := build(t, repo, "main")
+	if res.Source.Repo != "https://github.com/cohuron/app.git" {
+		t.Fatalf("source repo %q: want the origin URL without the token", res.Source.Repo)
+	}
+}
