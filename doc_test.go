@@ -17,22 +17,21 @@ func TestPackagesHaveDocs(t *testing.T) {
 			if err != nil || !d.IsDir() || strings.Contains(dir, "testdata") {
 				return err
 			}
-			pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi os.FileInfo) bool {
-				return !strings.HasSuffix(fi.Name(), "_test.go")
-			}, parser.ParseComments|parser.PackageClauseOnly)
-			if err != nil {
-				t.Fatal(err)
+			files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+			name, documented := "", false
+			for _, file := range files {
+				if strings.HasSuffix(file, "_test.go") {
+					continue
+				}
+				f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments|parser.PackageClauseOnly)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name = f.Name.Name
+				documented = documented || (f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "")
 			}
-			for name, p := range pkgs {
-				documented := false
-				for _, f := range p.Files {
-					if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
-						documented = true
-					}
-				}
-				if !documented {
-					t.Errorf("package %s in %s has no doc comment (add a doc.go)", name, dir)
-				}
+			if name != "" && !documented {
+				t.Errorf("package %s in %s has no doc comment (add a doc.go)", name, dir)
 			}
 			return nil
 		})

@@ -50,8 +50,9 @@ type kindError struct {
 	err  error
 }
 
-func (e *kindError) Error() string { return e.err.Error() }
-func (e *kindError) Unwrap() error { return e.err }
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() error   { return e.err }
+func (e *kindError) FaultKind() Kind { return e.kind }
 
 // Kinder is implemented by error types that know their own kind, such as
 // trust.VerificationError.
@@ -81,13 +82,9 @@ func RollbackFailed(err error) error { return wrap(KindRollbackFailed, err) }
 
 // KindOf returns the outermost classification in err's chain.
 func KindOf(err error) Kind {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		switch v := e.(type) {
-		case *kindError:
-			return v.kind
-		case Kinder:
-			return v.FaultKind()
-		}
+	var k Kinder
+	if errors.As(err, &k) {
+		return k.FaultKind()
 	}
 	return KindUnknown
 }

@@ -86,12 +86,10 @@ func (v Value) MarshalJSON() ([]byte, error) {
 // JSONSchema describes Value for editors.
 func (Value) JSONSchema() *jsonschema.Schema {
 	props := orderedmap.New[string, *jsonschema.Schema]()
-	var oneOf []*jsonschema.Schema
 	kinds := append([]string(nil), refKinds...)
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		props.Set(k, &jsonschema.Schema{Type: "string", MinLength: ptr(uint64(1))})
-		oneOf = append(oneOf, &jsonschema.Schema{Required: []string{k}})
 	}
 	return &jsonschema.Schema{
 		Description: "A literal string, or a secret reference resolved on the host: {ssm: NAME}, {secretsManager: ID} or {file: PATH}.",

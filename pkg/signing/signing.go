@@ -130,14 +130,14 @@ func verify(pub crypto.PublicKey, sigB64 []byte, data io.Reader, opts ...signatu
 	raw := make([]byte, base64.StdEncoding.DecodedLen(len(sigB64)))
 	n, err := base64.StdEncoding.Decode(raw, sigB64)
 	if err != nil {
-		return fmt.Errorf("%w: signature is not base64: %v", ErrBadSignature, err)
+		return fmt.Errorf("%w: signature is not base64: %w", ErrBadSignature, err)
 	}
 	v, err := signature.LoadVerifier(pub, crypto.SHA256)
 	if err != nil {
 		return fmt.Errorf("loading verifier: %w", err)
 	}
 	if err := v.VerifySignature(bytes.NewReader(raw[:n]), data, opts...); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	return nil
 }
