@@ -100,6 +100,14 @@ func TestSchemaAcceptsManifests(t *testing.T) {
 	if err := s.Validate(yamlToJSON(t, []byte(manifesttest.MinimalEnvironment))); err != nil {
 		t.Errorf("minimal environment: %v", err)
 	}
+	// The parser reads unquoted scalars as text; editors must not flag them.
+	unquoted := manifesttest.Mutate(t, `PORT: "4000"`, "PORT: 4000\n        DEBUG: false")
+	if _, err := manifest.ParseEnvironment("env.yaml", unquoted); err != nil {
+		t.Fatalf("parser rejects unquoted scalars: %v", err)
+	}
+	if err := s.Validate(yamlToJSON(t, unquoted)); err != nil {
+		t.Errorf("schema rejects unquoted number and boolean values the parser accepts: %v", err)
+	}
 }
 
 // TestSchemaRejectsBadManifests: what the parser rejects for its shape
@@ -203,7 +211,7 @@ func TestSchemaCoversEveryField(t *testing.T) {
 		sort.Strings(required)
 		got := append([]string(nil), def.Required...)
 		sort.Strings(got)
-		if !reflect.DeepEqual(got, required) && !(len(got) == 0 && len(required) == 0) {
+		if (len(got) != 0 || len(required) != 0) && !reflect.DeepEqual(got, required) {
 			t.Errorf("$defs/%s requires %v, want the fields without omitempty: %v", typ.Name(), got, required)
 		}
 	}

@@ -1,5 +1,7 @@
 package manifest
 
+import "github.com/invopop/jsonschema"
+
 // APIVersion is the only apiVersion this code reads and writes.
 const APIVersion = "deploy.cohuron.dev/v1"
 
@@ -131,6 +133,12 @@ type HealthCheck struct {
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Within is how long the process may take to become healthy (default 60s).
 	Within Duration `yaml:"within,omitempty" json:"within,omitempty"`
+}
+
+// JSONSchemaExtend tells editors what Validate enforces: exactly one kind
+// of probe per check.
+func (HealthCheck) JSONSchemaExtend(s *jsonschema.Schema) {
+	s.OneOf = []*jsonschema.Schema{{Required: []string{"http"}}, {Required: []string{"tcp"}}, {Required: []string{"exec"}}}
 }
 
 // HTTPCheck passes when GET URL answers ExpectStatus (default 200).

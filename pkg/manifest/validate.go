@@ -237,6 +237,8 @@ func (h *HealthCheck) validate(at string) []strictyaml.Problem {
 		u, err := url.Parse(h.HTTP.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			ps = append(ps, problem(at+".http.url", "expected an http:// or https:// URL, found %q", h.HTTP.URL))
+		} else if u.User != nil {
+			ps = append(ps, problem(at+".http.url", "health check URLs must not carry credentials, found %q", u.Redacted()))
 		}
 		if s := h.HTTP.ExpectStatus; s != 0 && (s < 100 || s > 599) {
 			ps = append(ps, problem(at+".http.expectStatus", "expected an HTTP status 100-599, found %d", s))

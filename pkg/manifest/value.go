@@ -94,7 +94,8 @@ func (Value) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{
 		Description: "A literal string, or a secret reference resolved on the host: {ssm: NAME}, {secretsManager: ID} or {file: PATH}.",
 		OneOf: []*jsonschema.Schema{
-			{Type: "string"},
+			// YAML scalars: unquoted numbers and booleans are written as text.
+			{Type: "string"}, {Type: "number"}, {Type: "boolean"},
 			{
 				Type:                 "object",
 				Properties:           props,
