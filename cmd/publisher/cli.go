@@ -146,15 +146,17 @@ func required(pairs ...string) error {
 type storeFlags struct {
 	url        string
 	s3Endpoint string
+	s3Region   string
 }
 
 func (s *storeFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&s.url, "store", "", "store URL: file:///abs/dir or s3://bucket/prefix")
 	fs.StringVar(&s.s3Endpoint, "s3-endpoint", envvars.S3Endpoint.Get(), "S3 endpoint override, path-style (MinIO); default $"+envvars.S3Endpoint.Name)
+	fs.StringVar(&s.s3Region, "s3-region", "", "S3 region when AWS_REGION and the AWS profile set none (default us-east-1)")
 }
 
 func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
-	return openstore.Open(ctx, s.url, openstore.Options{S3Endpoint: s.s3Endpoint})
+	return openstore.Open(ctx, s.url, openstore.Options{S3Endpoint: s.s3Endpoint, S3Region: s.s3Region})
 }
 
 // trustFlags choose the policy a verification uses.

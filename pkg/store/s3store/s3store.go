@@ -28,7 +28,8 @@ type Options struct {
 	// Endpoint overrides the S3 endpoint (http://127.0.0.1:9000 for MinIO)
 	// and turns on path-style addressing. Empty: AWS.
 	Endpoint string
-	// Region when the chain gives none (default us-east-1).
+	// Region when AWS_REGION and the profile give none (default us-east-1).
+	// On EC2 set it in the agent config or AWS_REGION.
 	Region string
 	// HTTPClient replaces the SDK's (tests use it for fault injection).
 	HTTPClient *http.Client
@@ -55,7 +56,9 @@ func Open(ctx context.Context, bucket, prefix string, o Options) (*Store, error)
 		}
 		prefix += "/"
 	}
-	loadOpts := []func(*config.LoadOptions) error{config.WithEC2IMDSRegion()}
+	// Region comes from AWS_REGION/profile or Options, never from IMDS: a
+	// lookup there fails when IMDS is off and probes the network elsewhere.
+	var loadOpts []func(*config.LoadOptions) error
 	if o.HTTPClient != nil {
 		loadOpts = append(loadOpts, config.WithHTTPClient(o.HTTPClient))
 	}
