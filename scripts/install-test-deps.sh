@@ -7,6 +7,7 @@ set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # github.com/minio/minio (no tagged Go module)
 COSIGN_VERSION=v2.6.5                              # github.com/sigstore/cosign/v2
+PM2_VERSION=6.0.14                                 # npm: pm2 (the agent's process manager)
 GO_MIN=1.26.5
 
 BIN="${COHURON_TEST_BIN:-$HOME/.cache/cohuron-test/bin}"
@@ -27,6 +28,8 @@ fi
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then say "please install: ${need_apt[*]}"; exit 1; fi
   say "apt-get install ${need_apt[*]}"
@@ -48,4 +51,13 @@ go_tool() {
 go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
 go_tool minio github.com/minio/minio "$MINIO_VERSION"
 
-say "ready: $("$BIN/cosign" version 2>/dev/null | awk '/GitVersion/{print "cosign " $2}') , minio $MINIO_VERSION in $BIN"
+# PM2 from the npm registry, into the cache (not the system's global prefix).
+NPM_PREFIX="$(dirname "$BIN")/npm"
+if [ "$(cat "$BIN/.pm2.version" 2>/dev/null)" != "$PM2_VERSION" ] || [ ! -x "$NPM_PREFIX/bin/pm2" ]; then
+  say "installing pm2@$PM2_VERSION into $NPM_PREFIX"
+  npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error "pm2@$PM2_VERSION" >/dev/null
+  echo "$PM2_VERSION" > "$BIN/.pm2.version"
+fi
+ln -sf "$NPM_PREFIX/bin/pm2" "$BIN/pm2"
+
+say "ready: $("$BIN/cosign" version 2>/dev/null | awk '/GitVersion/{print "cosign " $2}') , minio $MINIO_VERSION, pm2 $PM2_VERSION, node $(node --version) in $BIN"

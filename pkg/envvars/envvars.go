@@ -25,7 +25,17 @@ var (
 	TestBin = Variable{"COHURON_TEST_BIN", "directory with minio and cosign binaries for tests"}
 	// TestS3 points the conformance suite at a real S3 bucket: s3://bucket/prefix.
 	TestS3 = Variable{"COHURON_TEST_S3", "s3://bucket/prefix of a real S3 bucket to run the store suite against"}
+
+	// NotifySocket is set by systemd for Type=notify units (sd_notify).
+	NotifySocket = Variable{"NOTIFY_SOCKET", "systemd notification socket (set by systemd)"}
+	// WatchdogUsec is the systemd watchdog interval in microseconds.
+	WatchdogUsec = Variable{"WATCHDOG_USEC", "systemd watchdog interval (set by systemd)"}
+	// JournalStream is set when stderr goes to the journal: logs become JSON.
+	JournalStream = Variable{"JOURNAL_STREAM", "set by systemd when output goes to the journal; the agent then logs JSON"}
 )
 
+// CrashAt makes the agent kill itself at a journal point (crash-injection tests only).
+var CrashAt = Variable{"COHURON_AGENT_CRASH_AT", "test only: the agent SIGKILLs itself at this journal point"}
+
 // All lists every variable, for documentation and `--help`.
-var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3}
+var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, CrashAt}

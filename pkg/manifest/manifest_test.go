@@ -3,6 +3,7 @@ package manifest_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"reflect"
@@ -613,5 +614,24 @@ func TestDigest(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(manifest.Digest(a)) {
 		t.Errorf("Digest = %q", manifest.Digest(a))
+	}
+}
+
+// TestSpecJSONRoundTrip: the agent keeps the spec in its JSON state file.
+func TestSpecJSONRoundTrip(t *testing.T) {
+	env, err := manifest.ParseEnvironment(prodFile, readFile(t, prodFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(env.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back manifest.Spec
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, env.Spec) {
+		t.Fatalf("spec changed through JSON:\n%+v\n%+v", back, env.Spec)
 	}
 }

@@ -117,3 +117,23 @@ func isRefKind(k string) bool {
 	}
 	return false
 }
+
+// UnmarshalJSON reads what MarshalJSON writes (the agent's state file).
+func (v *Value) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*v = Value{Literal: s}
+		return nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil || len(m) != 1 {
+		return fmt.Errorf("expected a string or a one-key reference object, found %s", b)
+	}
+	for k, ref := range m {
+		if !isRefKind(k) {
+			return fmt.Errorf("unknown reference kind %q", k)
+		}
+		*v = Value{RefKind: k, Ref: ref}
+	}
+	return nil
+}

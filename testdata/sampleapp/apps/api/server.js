@@ -1,13 +1,14 @@
-// Sample API shaped like Cohuron's: answers GET /api/health with its version.
+// Sample API shaped like Cohuron's: answers GET /api/health with its
+// version and greeting (from its env file), and / with a short text.
 const http = require('http');
 const port = Number(process.env.PORT || 4000);
 const version = process.env.APP_VERSION || require('./package.json').version;
 http.createServer((req, res) => {
   if (req.url === '/api/health') {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'ok', version }));
+    res.end(JSON.stringify({ status: 'ok', version, greeting: process.env.APP_GREETING || '' }));
     return;
   }
-  res.writeHead(404);
-  res.end();
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.end(`cohuron sample ${version}: ${process.env.APP_GREETING || ''}\n`);
 }).listen(port, process.env.HOST || '127.0.0.1');

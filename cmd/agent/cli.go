@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/agent"
+	"github.com/cohuron/deploy/pkg/envvars"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/fetch"
+	"github.com/cohuron/deploy/pkg/health"
+	"github.com/cohuron/deploy/pkg/pm2"
+	"github.com/cohuron/deploy/pkg/proc"
+	"github.com/cohuron/deploy/pkg/secrets"
+	"github.com/cohuron/deploy/pkg/store/openstore"
+	"github.com/cohuron/deploy/pkg/trust"
+)
+
+// CLI is the agent's command line.
+type CLI struct {
+	out, err io.Writer
+	now      func() time.Time
+}
+
+// NewCLI returns a CLI writing to out and errw.
+func NewCLI(out, errw io.Writer, now func() time.Time) *CLI {
+	return &CLI{out: out, err: errw, now: now}
+}
+
+var commands = []struct{ name, summary string }{
+	{"run", "converge continuously (the systemd daemon)"},
+	{"once", "one reconcile, then exit (0 converged or up to date, 3 rejected, 4 rolled back, 5 rollback failed)"},
+	{"plan", "what `once` would do and why, changing nothing"},
+	{"status", "what is running and why it is not updating (--json)"},
+	{"rollback", "return to a previous release by hand (--to ID or SEQ; default the newest kept)"},
+}
+
+func (c *CLI) usage() {
+	fmt.Fprintf(c.err, "Usage: agent COMMAND [flags]\n\nCommands:\n")
+	for _, cmd := range commands {
+		fmt.Fprintf(c.err, "  %-9s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintf(c.err, "\nConfiguration: %s; every field can be set by flag (agent COMMAND --help).\nExit codes: 0 ok, 1 error, 2 usage, 3 input rejected, 4 converge failed and rolled back, 5 rollback failed.\n", DefaultConfigFile)
+}
+
+// Run runs one command and returns the exit code.
+func (c *CLI) Run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		c.usage()
+		if len(args) == 0 {
+			return fault.ExitUsage
+		}
+		return fault.ExitOK
+	}
+	name := args[0]
+	known := false
+	for _, cmd := range commands {
+		known = known || cmd.name == name
+	}
+	if !known {
+		fmt.Fprintf(c.err, "agent: unknown command %q\n\n", name)
+		c.usage()
+		return fault.ExitUsage
+	}
+	fs := flag.NewFlagSet("agent "+name, flag.ContinueOnError)
+	fs.SetOutput(c.err)
+	cf := addConfigFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON (status, plan, once)")
+	to := fs.String("to", "", "rollback: release id or seq to return to")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fault.ExitOK
+		}
+		return fault.ExitUsage
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		fmt.Fprintf(c.err, "agent %s: %v\n", name, err)
+		return fault.ExitUsage
+	}
+	log := c.logger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := c.build(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(c.err, "agent %s: %s\n", name, fault.Scrub(err.Error()))
+		return fault.ExitCode(err)
+	}
+	switch name {
+	case "once":
+		err = c.once(ctx, a, *asJSON)
+	case "plan":
+		err = c.plan(ctx, a, *asJSON)
+	case "status":
+		err = c.status(a, *asJSON)
+	case "rollback":
+		err = c.rollback(ctx, a, *to)
+	case "run":
+		err = c.run(ctx, a, cfg, log)
+	}
+	if err != nil {
+		fmt.Fprintf(c.err, "agent %s: %s\n", name, fault.Scrub(err.Error()))
+	}
+	return fault.ExitCode(err)
+}
+
+func (c *CLI) logger(cfg Config) *slog.Logger {
+	json := cfg.LogFormat == "json" || (cfg.LogFormat == "" && envvars.JournalStream.Get() != "")
+	if json {
+		return slog.New(slog.NewJSONHandler(c.err, nil))
+	}
+	return slog.New(slog.NewTextHandler(c.err, nil))
+}
+
+// build wires the agent from its configuration.
+func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.Agent, error) {
+	st, err := openstore.Open(ctx, cfg.Store, openstore.Options{S3Endpoint: cfg.S3Endpoint, S3Region: cfg.AWSRegion})
+	if err != nil {
+		return nil, err
+	}
+	var pol *trust.Policy
+	if cfg.Policy != "" {
+		if pol, err = trust.Load(cfg.Policy); err != nil {
+			return nil, fault.Usage(fmt.Errorf("loading trust policy: %w", err))
+		}
+	} else {
+		pem, err := os.ReadFile(cfg.Key)
+		if err != nil {
+			return nil, fault.Usage(fmt.Errorf("reading public key: %w", err))
+		}
+		if pol, err = trust.ForKey(pem); err != nil {
+			return nil, fault.Usage(err)
+		}
+	}
+	baseEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}
+	f := &fetch.Fetcher{Store: st, StoreURL: cfg.Store, Policy: pol}
+	a := &agent.Agent{
+		Cfg: agent.Config{StoreURL: cfg.Store, Env: cfg.Env, HostID: cfg.HostID, Root: cfg.Root,
+			Backups: cfg.Backups, StateDir: cfg.StateDir, Keep: cfg.Keep},
+		Store: st, Policy: pol, Fetch: f.Fetch,
+		Secrets: &secrets.Chain{File: &secrets.FileResolver{Root: cfg.SecretsDir}, AWS: &secrets.AWSResolver{Region: cfg.AWSRegion}},
+		Procs:   &pm2.Manager{Bin: cfg.PM2, Home: cfg.PM2Home, Env: baseEnv, Run: proc.Run},
+		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root},
+		Now:     c.now, Log: log,
+		CrashAt: envvars.CrashAt.Get(),
+	}
+	if err := a.Init(); err != nil {
+		return nil, fault.Usage(err)
+	}
+	return a, nil
+}
+
+func (c *CLI) once(ctx context.Context, a *agent.Agent, asJSON bool) error {
+	out, err := a.Once(ctx)
+	if out != nil {
+		if asJSON {
+			c.printJSON(out)
+		} else {
+			c.printOutcome(out)
+		}
+	}
+	return err
+}
+
+func (c *CLI) printOutcome(out *agent.Outcome) {
+	fmt.Fprintf(c.out, "%s", out.Result)
+	if out.Seq > 0 {
+		fmt.Fprintf(c.out, " seq %d", out.Seq)
+	}
+	if out.Blocked != "" {
+		fmt.Fprintf(c.out, " (blocked: %s)", out.Blocked)
+	}
+	fmt.Fprintln(c.out)
+	for _, s := range out.Plan.Steps {
+		fmt.Fprintf(c.out, "  %s\n", s)
+	}
+}
+
+func (c *CLI) plan(ctx context.Context, a *agent.Agent, asJSON bool) error {
+	out, err := a.Plan(ctx)
+	if out == nil {
+		return err
+	}
+	if asJSON {
+		c.printJSON(out)
+		return err
+	}
+	switch {
+	case out.Result == agent.ResultUpToDate:
+		fmt.Fprintf(c.out, "up to date at seq %d: nothing to do\n", out.Seq)
+	case out.Blocked != "":
+		fmt.Fprintf(c.out, "seq %d: %s (blocked: %s)\n", out.Seq, out.Result, out.Blocked)
+	default:
+		fmt.Fprintf(c.out, "seq %d -> %d: %d step(s)\n", out.Plan.FromSeq, out.Seq, len(out.Plan.Steps))
+		for _, s := range out.Plan.Steps {
+			fmt.Fprintf(c.out, "  %s\n", s)
+		}
+	}
+	return err
+}
+
+func (c *CLI) status(a *agent.Agent, asJSON bool) error {
+	hs, err := a.Status()
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return c.printJSON(hs)
+	}
+	fmt.Fprintf(c.out, "host %s, environment %s\n", hs.Host, hs.Env)
+	if hs.CurrentID == "" {
+		fmt.Fprintln(c.out, "running:  nothing yet")
+	} else {
+		fmt.Fprintf(c.out, "running:  seq %d (%s), health %s\n", hs.CurrentSeq, hs.CurrentID, hs.Health)
+	}
+	if hs.DesiredSeq > 0 {
+		fmt.Fprintf(c.out, "desired:  seq %d\n", hs.DesiredSeq)
+	}
+	if at := hs.LastAttempt; at != nil {
+		fmt.Fprintf(c.out, "last:     seq %d %s at %s\n", at.Seq, at.Result, at.Finished.Format(time.RFC3339))
+		if at.Error != "" {
+			fmt.Fprintf(c.out, "error:    %s\n", at.Error)
+		}
+	}
+	if hs.Blocked != "" {
+		fmt.Fprintf(c.out, "blocked:  %s\n", hs.Blocked)
+	}
+	if hs.Rollback != nil {
+		fmt.Fprintf(c.out, "rollback: %s -> %s: %s\n", hs.Rollback.From, hs.Rollback.To, hs.Rollback.Reason)
+	}
+	if hs.Converging != "" {
+		fmt.Fprintf(c.out, "in progress: %s\n", hs.Converging)
+	}
+	if len(hs.Kept) > 0 {
+		fmt.Fprintf(c.out, "kept:     %s\n", strings.Join(hs.Kept, ", "))
+	}
+	if !hs.NextPoll.IsZero() {
+		fmt.Fprintf(c.out, "next poll: %s\n", hs.NextPoll.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (c *CLI) rollback(ctx context.Context, a *agent.Agent, to string) error {
+	rel, err := a.Rollback(ctx, to)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "rolled back to %s (seq %d)\n", rel.ID, rel.Seq)
+	return nil
+}
+
+// run converges every interval (plus jitter) until stopped. Transient
+// errors back off; nothing but a lock conflict stops the loop.
+func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Logger) error {
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
+		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: a.Metrics, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "addr", cfg.MetricsAddr, "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	if wd := watchdogInterval(); wd > 0 {
+		go func() {
+			t := time.NewTicker(wd)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					sdNotify("WATCHDOG=1")
+				}
+			}
+		}()
+	}
+	backoff := time.Duration(0)
+	ready := false
+	for {
+		out, err := a.Once(ctx)
+		switch {
+		case errors.Is(err, context.Canceled):
+			return nil
+		case err != nil && strings.Contains(err.Error(), "another agent is running"):
+			return err
+		case err != nil && fault.KindOf(err) == fault.KindTransient:
+			backoff = min(max(2*backoff, cfg.Interval.Duration), 5*time.Minute)
+			log.Warn("reconcile failed; will retry", "err", err, "in", backoff.String())
+		case err != nil:
+			backoff = 0
+			log.Error("reconcile", "err", err)
+		default:
+			backoff = 0
+			if out.Result != agent.ResultUpToDate {
+				log.Info("reconcile", "result", out.Result, "seq", out.Seq)
+			}
+		}
+		if !ready {
+			sdNotify("READY=1")
+			ready = true
+		}
+		if out != nil {
+			sdNotify("STATUS=" + out.Result + " seq " + fmt.Sprint(out.Seq))
+		}
+		wait := max(backoff, cfg.Interval.Duration)
+		if j := cfg.Jitter.Duration; j > 0 {
+			wait += rand.N(j)
+		}
+		select {
+		case <-ctx.Done():
+			sdNotify("STOPPING=1")
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *CLI) printJSON(v any) error {
+	enc := json.NewEncoder(c.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

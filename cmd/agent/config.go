@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/strictyaml"
+)
+
+// DefaultConfigFile is read when --config is not given (missing is fine).
+const DefaultConfigFile = "/etc/cohuron-agent/agent.yaml"
+
+// Config is /etc/cohuron-agent/agent.yaml; every field has a flag.
+type Config struct {
+	Store       string            `yaml:"store"`
+	Env         string            `yaml:"env"`
+	Policy      string            `yaml:"policy,omitempty"`
+	Key         string            `yaml:"key,omitempty"`
+	Root        string            `yaml:"root,omitempty"`
+	Backups     string            `yaml:"backups,omitempty"`
+	StateDir    string            `yaml:"stateDir,omitempty"`
+	Interval    manifest.Duration `yaml:"interval,omitempty"`
+	Jitter      manifest.Duration `yaml:"jitter,omitempty"`
+	HostID      string            `yaml:"hostId,omitempty"`
+	MetricsAddr string            `yaml:"metricsAddr,omitempty"`
+	Keep        int               `yaml:"keep,omitempty"`
+	PM2         string            `yaml:"pm2,omitempty"`     // pm2 executable
+	PM2Home     string            `yaml:"pm2Home,omitempty"` // default <stateDir>/pm2
+	SecretsDir  string            `yaml:"secretsDir,omitempty"`
+	AWSRegion   string            `yaml:"awsRegion,omitempty"`
+	S3Endpoint  string            `yaml:"s3Endpoint,omitempty"`
+	LogFormat   string            `yaml:"logFormat,omitempty"` // text or json (default: json under systemd)
+}
+
+func defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Root: "/opt/cohuron", Backups: "/opt/cohuron-backups", StateDir: "/var/lib/cohuron-agent",
+		Interval: manifest.Duration{Duration: 30 * time.Second}, Jitter: manifest.Duration{Duration: 5 * time.Second},
+		HostID: host, MetricsAddr: "127.0.0.1:9464", Keep: 5, PM2: "pm2",
+	}
+}
+
+// configFlags binds the flags that override the config file.
+type configFlags struct {
+	file string
+	set  func(*Config)
+	fs   *flag.FlagSet
+}
+
+func addConfigFlags(fs *flag.FlagSet) *configFlags {
+	cf := &configFlags{fs: fs}
+	fs.StringVar(&cf.file, "config", DefaultConfigFile, "agent configuration file")
+	var c Config
+	str := func(p *string, name, usage string) { fs.StringVar(p, name, "", usage) }
+	str(&c.Store, "store", "store URL: file:///abs/dir or s3://bucket/prefix")
+	str(&c.Env, "env", "environment this host belongs to")
+	str(&c.Policy, "policy", "trust policy file")
+	str(&c.Key, "key", "public key file: shorthand for a policy trusting this one key")
+	str(&c.Root, "root", "live release path, a symlink (default /opt/cohuron)")
+	str(&c.Backups, "backups", "release directory kept for rollback (default /opt/cohuron-backups)")
+	str(&c.StateDir, "state-dir", "agent state (default /var/lib/cohuron-agent)")
+	str(&c.HostID, "host-id", "host name in status reports (default the hostname)")
+	str(&c.MetricsAddr, "metrics-addr", "Prometheus metrics address for `run` (default 127.0.0.1:9464; \"off\" to disable)")
+	str(&c.PM2, "pm2", "pm2 executable")
+	str(&c.PM2Home, "pm2-home", "PM2_HOME (default <state-dir>/pm2)")
+	str(&c.SecretsDir, "secrets-dir", "root for {file: PATH} secret references")
+	str(&c.S3Endpoint, "s3-endpoint", "S3 endpoint override (MinIO)")
+	str(&c.LogFormat, "log-format", "text or json (default json under systemd)")
+	var interval, jitter time.Duration
+	fs.DurationVar(&interval, "interval", 0, "poll interval for `run` (default 30s)")
+	fs.DurationVar(&jitter, "jitter", 0, "random extra delay per poll (default 5s)")
+	keep := fs.Int("keep", 0, "previous good releases kept (default 5)")
+	cf.set = func(dst *Config) {
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "store":
+				dst.Store = c.Store
+			case "env":
+				dst.Env = c.Env
+			case "policy":
+				dst.Policy = c.Policy
+			case "key":
+				dst.Key = c.Key
+			case "root":
+				dst.Root = c.Root
+			case "backups":
+				dst.Backups = c.Backups
+			case "state-dir":
+				dst.StateDir = c.StateDir
+			case "host-id":
+				dst.HostID = c.HostID
+			case "metrics-addr":
+				dst.MetricsAddr = c.MetricsAddr
+			case "pm2":
+				dst.PM2 = c.PM2
+			case "pm2-home":
+				dst.PM2Home = c.PM2Home
+			case "secrets-dir":
+				dst.SecretsDir = c.SecretsDir
+			case "s3-endpoint":
+				dst.S3Endpoint = c.S3Endpoint
+			case "log-format":
+				dst.LogFormat = c.LogFormat
+			case "interval":
+				dst.Interval.Duration = interval
+			case "jitter":
+				dst.Jitter.Duration = jitter
+			case "keep":
+				dst.Keep = *keep
+			}
+		})
+	}
+	return cf
+}
+
+// load reads the config file (when present) and applies the flags.
+func (cf *configFlags) load() (Config, error) {
+	c := defaults()
+	explicit := false
+	cf.fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	data, err := os.ReadFile(cf.file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+	case err != nil:
+		return c, fmt.Errorf("reading agent config: %w", err)
+	default:
+		if _, err := strictyaml.Decode(cf.file, data, 64<<10, &c); err != nil {
+			return c, err
+		}
+	}
+	cf.set(&c)
+	if c.PM2Home == "" {
+		c.PM2Home = c.StateDir + "/pm2"
+	}
+	var missing []string
+	if c.Store == "" {
+		missing = append(missing, "store (--store)")
+	}
+	if c.Env == "" {
+		missing = append(missing, "env (--env)")
+	}
+	if c.Policy == "" && c.Key == "" {
+		missing = append(missing, "policy (--policy FILE or --key cosign.pub)")
+	}
+	if len(missing) > 0 {
+		return c, fmt.Errorf("missing configuration: %v; set them in %s or by flag", missing, cf.file)
+	}
+	return c, nil
+}

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/health"
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/pm2"
+	"github.com/cohuron/deploy/pkg/secrets"
+	"github.com/cohuron/deploy/pkg/state"
+	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/trust"
+)
+
+// Config is what an agent needs to know about its host.
+type Config struct {
+	StoreURL string
+	Env      string
+	HostID   string
+	Root     string // the live release: a symlink (/opt/cohuron)
+	Backups  string // releases kept for rollback (/opt/cohuron-backups)
+	StateDir string // state, journal, lock, bundle cache (/var/lib/cohuron-agent)
+	Keep     int    // previous good releases kept (default 5)
+	// HealthEvery is the probe interval while waiting for health (default 500ms).
+	HealthEvery time.Duration
+	// MaxRestarts during a health wait before failing early (default 3).
+	MaxRestarts int
+}
+
+// Processes is the process manager the agent drives (PM2, or systemd).
+type Processes interface {
+	Apply(ctx context.Context, root string, spec *manifest.Spec, envs map[string]map[string]string, names []string) error
+	Stop(ctx context.Context, names []string) error
+	Status(ctx context.Context) (map[string]pm2.Status, error)
+}
+
+// Agent converges one host.
+type Agent struct {
+	Cfg     Config
+	Store   store.Store
+	Policy  *trust.Policy
+	Fetch   func(ctx context.Context, rel *manifest.Release, dst string) error
+	Secrets secrets.Resolver
+	Procs   Processes
+	Health  *health.Checker
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *Metrics
+	// CrashAt is for crash-injection tests only: the agent kills itself
+	// with SIGKILL when it reaches this journal point (see crashPoint).
+	CrashAt string
+
+	states state.Store
+}
+
+// Journal points where a crash can be injected, in converge order.
+var CrashPoints = []string{"staging", "staged", "switching", "switched", "restarted", "rolling-back"}
+
+func (a *Agent) crashPoint(name string) {
+	if a.CrashAt == name {
+		a.Log.Warn("crash injection: killing the agent", "point", name)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // never returns
+	}
+}
+
+// Init checks the configuration and fills defaults.
+func (a *Agent) Init() error {
+	c := &a.Cfg
+	for name, p := range map[string]string{"root": c.Root, "backups": c.Backups, "state dir": c.StateDir} {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q must be an absolute path", name, p)
+		}
+	}
+	if c.Keep <= 0 {
+		c.Keep = 5
+	}
+	if c.HealthEvery <= 0 {
+		c.HealthEvery = 500 * time.Millisecond
+	}
+	if c.MaxRestarts <= 0 {
+		c.MaxRestarts = 3
+	}
+	if a.Metrics == nil {
+		a.Metrics = NewMetrics()
+	}
+	a.states = state.Store{Dir: c.StateDir}
+	return nil
+}
+
+func (a *Agent) releasesDir() string { return filepath.Join(a.Cfg.Backups, "releases") }
+func (a *Agent) cacheDir() string    { return filepath.Join(a.Cfg.StateDir, "bundles") }
+
+// releaseID names the directory of a release: seq and the start of its digest.
+func releaseID(seq uint64, digest string) string {
+	if len(digest) > 12 {
+		digest = digest[:12]
+	}
+	return fmt.Sprintf("%06d-%s", seq, digest)
+}

@@ -1,0 +1,577 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/extract"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/plan"
+	"github.com/cohuron/deploy/pkg/pm2"
+	"github.com/cohuron/deploy/pkg/release"
+	"github.com/cohuron/deploy/pkg/secrets"
+	"github.com/cohuron/deploy/pkg/state"
+	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/trust"
+)
+
+// Outcome is what one reconcile did.
+type Outcome struct {
+	Result  string    `json:"result"` // up-to-date, converged, rolled-back, rejected, blocked, failed
+	Seq     uint64    `json:"seq"`
+	Plan    plan.Plan `json:"plan"`
+	Blocked string    `json:"blocked,omitempty"`
+}
+
+// Results of a reconcile.
+const (
+	ResultUpToDate   = "up-to-date"
+	ResultConverged  = "converged"
+	ResultRolledBack = "rolled-back"
+	ResultRejected   = "rejected"
+	ResultBlocked    = "blocked"
+	ResultFailed     = "failed"
+)
+
+// desired is a verified release and what the host shows.
+type desired struct {
+	v   *release.Verified
+	obs plan.Observed
+}
+
+// Once runs one reconcile: it returns without any store request beyond
+// the conditional GET, and without writing anything, when nothing changed.
+func (a *Agent) Once(ctx context.Context) (*Outcome, error) {
+	lock, err := a.states.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	st, err := a.states.Load()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.recover(ctx, st); err != nil {
+		return nil, err
+	}
+	d, out, err := a.poll(ctx, st, false)
+	if err != nil || out != nil {
+		return out, err
+	}
+	return a.converge(ctx, st, d)
+}
+
+// Plan computes what Once would do, changing nothing on the host or in
+// the state (it does read the store).
+func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
+	st, err := a.states.Load()
+	if err != nil {
+		return nil, err
+	}
+	d, out, err := a.poll(ctx, st, true)
+	if err != nil || out != nil {
+		return out, err
+	}
+	p := plan.Make(plan.Desired{Release: d.v.Release, Digest: d.v.Digest}, st.Current, d.obs)
+	res := ResultConverged
+	if p.UpToDate() {
+		res = ResultUpToDate
+	}
+	return &Outcome{Result: res, Seq: d.v.Release.Seq, Plan: p}, nil
+}
+
+// poll finds the desired release. It returns an Outcome when the reconcile
+// ends here (nothing new, rejected, known bad).
+func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desired, *Outcome, error) {
+	etag := st.LatestETag
+	if dryRun {
+		etag = ""
+	}
+	rc, info, err := a.Store.Get(ctx, store.LatestKey(a.Cfg.Env), etag)
+	a.Metrics.Polls.Add(1)
+	switch {
+	case errors.Is(err, store.ErrNotModified):
+		// Nothing published: converge only if the host drifted.
+		if st.Current == nil || st.Current.Spec == nil {
+			return nil, &Outcome{Result: ResultUpToDate}, nil
+		}
+		obs, oerr := a.observe(ctx, st.Current.Bundle)
+		if oerr != nil {
+			return nil, nil, oerr
+		}
+		v := &release.Verified{Release: currentAsRelease(st.Current), Digest: st.Current.Digest}
+		if p := plan.Make(plan.Desired{Release: v.Release, Digest: v.Digest}, st.Current, obs); p.UpToDate() {
+			if st.Last != nil && st.Last.Blocked != "" && st.Desired > st.Current.Seq {
+				// Running fine, but not the latest: say why.
+				return nil, &Outcome{Result: ResultBlocked, Seq: st.Desired, Blocked: st.Last.Blocked}, nil
+			}
+			return nil, &Outcome{Result: ResultUpToDate, Seq: st.Current.Seq, Plan: p}, nil
+		}
+		return &desired{v: v, obs: obs}, nil, nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil, &Outcome{Result: ResultBlocked, Blocked: "no release published for " + a.Cfg.Env}, nil
+	case err != nil:
+		a.Metrics.StoreErrors.Add(1)
+		return nil, nil, fault.Transient(fmt.Errorf("polling %s: %w", store.LatestKey(a.Cfg.Env), err))
+	}
+	hint, err := readHint(rc)
+	if err != nil {
+		return nil, nil, fault.Transient(err)
+	}
+	if !dryRun && st.Current != nil && hint == st.Current.Seq && info.ETag != "" {
+		st.LatestETag = info.ETag
+	}
+	exp := trust.Expect{Env: a.Cfg.Env, Now: a.Now(), Last: trust.Applied{Seq: st.LastSeq, Digest: st.LastDigest}}
+	v, err := release.FetchVerified(ctx, a.Store, a.Cfg.Env, hint, a.Policy, exp)
+	if err != nil {
+		if fault.KindOf(err) != fault.KindRejected {
+			return nil, nil, err
+		}
+		a.Metrics.Rejected.Add(1)
+		if !dryRun {
+			a.record(ctx, st, &state.Attempt{Seq: hint, Started: a.Now(), Result: ResultRejected, Error: err.Error(), Blocked: "verification: " + blockedBy(err)})
+			st.LatestETag = info.ETag // do not re-verify the same bad bytes every poll
+			a.save(st)
+		}
+		return nil, &Outcome{Result: ResultRejected, Seq: hint, Blocked: blockedBy(err)}, err
+	}
+	if bad, ok := st.IsBad(v.Release.Seq, v.Digest); ok {
+		if !dryRun {
+			st.LatestETag = info.ETag
+			a.save(st)
+		}
+		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "known-bad: " + bad.Reason}, nil
+	}
+	obs, err := a.observe(ctx, v.Release.Bundle.SHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !dryRun && st.Current != nil && st.Current.Digest == v.Digest {
+		if p := plan.Make(plan.Desired{Release: v.Release, Digest: v.Digest}, st.Current, obs); p.UpToDate() {
+			st.LatestETag = info.ETag
+			a.save(st)
+			return nil, &Outcome{Result: ResultUpToDate, Seq: v.Release.Seq, Plan: p}, nil
+		}
+	}
+	if !dryRun {
+		st.LatestETag = info.ETag
+	}
+	return &desired{v: v, obs: obs}, nil, nil
+}
+
+func readHint(rc interface {
+	Read([]byte) (int, error)
+	Close() error
+}) (uint64, error) {
+	defer rc.Close()
+	buf := make([]byte, 64)
+	n, _ := rc.Read(buf)
+	seq, err := strconv.ParseUint(string(bytes.TrimSpace(buf[:n])), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("latest hint holds %q: expected a release seq", bytes.TrimSpace(buf[:n]))
+	}
+	return seq, nil
+}
+
+func blockedBy(err error) string {
+	var ve *trust.VerificationError
+	if errors.As(err, &ve) {
+		return ve.Check
+	}
+	return "invalid release"
+}
+
+// currentAsRelease rebuilds the desired release from the state, for drift
+// repair when nothing new was published.
+func currentAsRelease(cur *state.Release) *manifest.Release {
+	return &manifest.Release{Seq: cur.Seq, Inputs: cur.Inputs, Spec: *cur.Spec, Bundle: manifest.BundleRef{Key: cur.Bundle}}
+}
+
+// observe looks at the host as it really is.
+func (a *Agent) observe(ctx context.Context, bundleSHA string) (plan.Observed, error) {
+	var obs plan.Observed
+	target, plain, err := a.rootTarget()
+	if err != nil {
+		return obs, err
+	}
+	obs.RootTarget, obs.RootIsPlainDir = target, plain
+	st, err := a.states.Load()
+	if err != nil {
+		return obs, err
+	}
+	if st.Current != nil {
+		if fi, err := os.Stat(st.Current.Dir); err == nil && fi.IsDir() {
+			obs.CurrentDirOK = true
+		}
+	}
+	if bundleSHA != "" && !strings.Contains(bundleSHA, "/") {
+		if _, err := os.Stat(filepath.Join(a.cacheDir(), bundleSHA+".tar.gz")); err == nil {
+			obs.BundleCached = true
+		}
+	}
+	ps, err := a.Procs.Status(ctx)
+	if err != nil {
+		return obs, fmt.Errorf("reading process status: %w", err)
+	}
+	obs.Processes = map[string]plan.Process{}
+	for name, s := range ps {
+		obs.Processes[name] = plan.Process{Running: s.Running, Restarts: s.Restarts}
+	}
+	return obs, nil
+}
+
+// converge executes the plan for d, rolling back on failure after the switch.
+func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Outcome, error) {
+	rel, start := d.v.Release, a.Now()
+	if d.obs.RootIsPlainDir && st.Current == nil {
+		adopted, err := a.adopt()
+		if err != nil {
+			return nil, err
+		}
+		st.Current = adopted
+		a.save(st)
+		d.obs.RootIsPlainDir, d.obs.RootTarget = false, adopted.Dir
+	}
+	p := plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
+	out := &Outcome{Seq: rel.Seq, Plan: p}
+	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
+	for _, s := range p.Steps {
+		attempt.Steps = append(attempt.Steps, s.String())
+	}
+	a.Log.Info("converging", "seq", rel.Seq, "steps", len(p.Steps))
+
+	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
+	newDir := filepath.Join(a.releasesDir(), releaseID(rel.Seq, d.v.Digest))
+	prev := st.Current
+	if sameRelease && p.Has(plan.Extract, "") {
+		prev = nil // the current directory is gone: reinstall it in place
+	}
+
+	// Stage the new release directory next to the live one.
+	var envs map[string]map[string]string
+	if p.Has(plan.Extract, "") {
+		j := &state.Journal{Phase: state.PhaseStaging, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
+		if prev != nil {
+			j.PrevDir = prev.Dir
+		}
+		if err := a.states.WriteJournal(j); err != nil {
+			return nil, err
+		}
+		a.crashPoint("staging")
+		var err error
+		envs, err = a.stage(ctx, rel, newDir)
+		if err != nil {
+			os.RemoveAll(newDir)
+			os.RemoveAll(newDir + ".tmp")
+			a.states.ClearJournal()
+			return a.fail(ctx, st, attempt, out, err)
+		}
+	} else if st.Current != nil {
+		newDir = st.Current.Dir
+		var err error
+		if envs, err = readEnvs(newDir); err != nil {
+			return a.fail(ctx, st, attempt, out, err)
+		}
+	}
+
+	// Switch, restart, check; any failure from here rolls back.
+	j := &state.Journal{Phase: state.PhaseSwitching, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
+	if prev != nil && prev.Dir != newDir {
+		j.PrevDir = prev.Dir
+	}
+	a.crashPoint("staged")
+	if err := a.states.WriteJournal(j); err != nil {
+		return nil, err
+	}
+	a.crashPoint("switching")
+	err := a.activate(ctx, p, &rel.Spec, newDir, envs)
+	if err != nil {
+		if sameRelease {
+			a.states.ClearJournal()
+			return a.fail(ctx, st, attempt, out, fmt.Errorf("repairing drift of seq %d: %w", rel.Seq, err))
+		}
+		if j.PrevDir == "" {
+			a.abandonFirstInstall(ctx, &rel.Spec, newDir)
+			st.MarkBad(rel.Seq, d.v.Digest, err.Error(), a.Now())
+			return a.fail(ctx, st, attempt, out, fmt.Errorf("first install of seq %d failed, nothing older to roll back to: %w", rel.Seq, err))
+		}
+		return a.rollbackAfterFailure(ctx, st, attempt, out, prev, &rel.Spec, err)
+	}
+
+	// Converged.
+	newRel := state.Release{ID: filepath.Base(newDir), Seq: rel.Seq, Digest: d.v.Digest, Dir: newDir,
+		Bundle: rel.Bundle.SHA256, Inputs: rel.Inputs, Spec: &rel.Spec, Applied: a.Now()}
+	if sameRelease && prev != nil {
+		newRel.Applied = prev.Applied
+	}
+	if prev != nil && prev.Dir != newDir {
+		st.Previous = append([]state.Release{*prev}, st.Previous...)
+	}
+	st.Current = &newRel
+	st.LastSeq, st.LastDigest = rel.Seq, d.v.Digest
+	delete(st.CrashCount, strconv.FormatUint(rel.Seq, 10))
+	attempt.Result, attempt.Finished = ResultConverged, a.Now()
+	a.prune(st)
+	a.record(ctx, st, attempt)
+	if err := a.states.ClearJournal(); err != nil {
+		return nil, err
+	}
+	a.Metrics.Converges.Add(1)
+	a.Metrics.LastConvergeSeconds.Store(int64(a.Now().Sub(start) / time.Millisecond))
+	out.Result = ResultConverged
+	a.Log.Info("converged", "seq", rel.Seq, "dir", newDir, "took", a.Now().Sub(start).String())
+	return out, nil
+}
+
+// stage fetches (or reuses) the bundle, verifies it, extracts it into
+// newDir and writes the env files. It returns the resolved env files.
+func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string) (map[string]map[string]string, error) {
+	bundle, err := a.bundleFile(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	os.RemoveAll(newDir)
+	tmp := newDir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(bundle)
+	if err != nil {
+		return nil, err
+	}
+	lim := a.Policy.Spec.Limits
+	_, err = extract.Extract(f, tmp, extract.Limits{Files: lim.Files, Bytes: int64(lim.UnpackedBytes)})
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("extracting %s: %w", rel.Bundle.Key, err)
+	}
+	envs := map[string]map[string]string{}
+	for _, ef := range rel.Spec.EnvFiles {
+		data, vals, err := secrets.Render(ctx, a.Secrets, ef)
+		if err != nil {
+			return nil, err
+		}
+		if err := state.WriteFile(filepath.Join(tmp, ef.Path), data, 0o640); err != nil {
+			return nil, fmt.Errorf("writing env file %s: %w", ef.Path, err)
+		}
+		envs[ef.Path] = vals
+	}
+	if err := writeEnvs(tmp, envs); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, newDir); err != nil {
+		return nil, err
+	}
+	return envs, syncDir(filepath.Dir(newDir))
+}
+
+// envsFile keeps the resolved env files with the release, readable only
+// by the agent, so a rollback restores them without reaching SSM.
+const envsFile = ".cohuron-agent/env.json"
+
+func writeEnvs(dir string, envs map[string]map[string]string) error {
+	data, err := json.Marshal(envs)
+	if err != nil {
+		return err
+	}
+	return state.WriteFile(filepath.Join(dir, envsFile), data, 0o600)
+}
+
+func readEnvs(dir string) (map[string]map[string]string, error) {
+	envs := map[string]map[string]string{}
+	data, err := os.ReadFile(filepath.Join(dir, envsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return envs, nil // an adopted tree: its env files are already in place
+	}
+	if err != nil {
+		return nil, err
+	}
+	return envs, json.Unmarshal(data, &envs)
+}
+
+// bundleFile returns a verified local copy of the release's bundle,
+// downloading it into the cache when needed.
+func (a *Agent) bundleFile(ctx context.Context, rel *manifest.Release) (string, error) {
+	if err := os.MkdirAll(a.cacheDir(), 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(a.cacheDir(), rel.Bundle.SHA256+".tar.gz")
+	sigs, err := release.ReadSigs(ctx, a.Store, rel.Bundle.Key)
+	if err != nil {
+		return "", fault.Transient(err)
+	}
+	verify := func(p string) error {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = release.VerifyBundleStream(f, rel, a.Policy, sigs)
+		return err
+	}
+	if _, err := os.Stat(path); err == nil {
+		if err := verify(path); err == nil {
+			return path, nil
+		}
+		os.Remove(path) // damaged cache: fetch again
+	}
+	tmp := path + ".part"
+	os.Remove(tmp)
+	if err := a.Fetch(ctx, rel, tmp); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	if err := verify(tmp); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	a.pruneCache(rel.Bundle.SHA256)
+	return path, nil
+}
+
+// pruneCache keeps the newest few bundles.
+func (a *Agent) pruneCache(keep string) {
+	entries, _ := os.ReadDir(a.cacheDir())
+	type item struct {
+		name string
+		mod  time.Time
+	}
+	var items []item
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".tar.gz") {
+			items = append(items, item{e.Name(), info.ModTime()})
+		}
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].mod.After(items[j].mod) })
+	for i, it := range items {
+		if i >= a.Cfg.Keep+1 && it.name != keep+".tar.gz" {
+			os.Remove(filepath.Join(a.cacheDir(), it.name))
+		}
+	}
+}
+
+// activate switches the root to dir and restarts and checks what the plan says.
+func (a *Agent) activate(ctx context.Context, p plan.Plan, spec *manifest.Spec, dir string, envs map[string]map[string]string) error {
+	if target, _, _ := a.rootTarget(); target != dir {
+		if err := a.switchRoot(dir); err != nil {
+			return err
+		}
+	}
+	j, _ := a.states.LoadJournal()
+	if j != nil {
+		j.Phase = state.PhaseSwitched
+		if err := a.states.WriteJournal(j); err != nil {
+			return err
+		}
+	}
+	a.crashPoint("switched")
+	var stop, restart []string
+	for _, s := range p.Steps {
+		switch s.Kind {
+		case plan.Stop:
+			stop = append(stop, s.Target)
+		case plan.Restart:
+			restart = append(restart, s.Target)
+		}
+	}
+	if len(stop) > 0 {
+		if err := a.Procs.Stop(ctx, stop); err != nil {
+			return err
+		}
+	}
+	if len(restart) == 0 {
+		return nil
+	}
+	base, _ := a.Procs.Status(ctx)
+	if err := a.Procs.Apply(ctx, a.Cfg.Root, spec, envs, restart); err != nil {
+		return err
+	}
+	a.crashPoint("restarted")
+	return a.waitHealthy(ctx, spec, restart, base)
+}
+
+// waitHealthy runs every health check of the named processes, failing
+// early when a process keeps restarting.
+func (a *Agent) waitHealthy(ctx context.Context, spec *manifest.Spec, names []string, base map[string]pm2.Status) error {
+	for _, name := range names {
+		var pr *manifest.Process
+		for i := range spec.Processes {
+			if spec.Processes[i].Name == name {
+				pr = &spec.Processes[i]
+			}
+		}
+		if pr == nil {
+			continue
+		}
+		start := base[name].Restarts
+		alive := func() error {
+			ps, err := a.Procs.Status(ctx)
+			if err != nil {
+				return nil // a status hiccup is not a verdict on the app
+			}
+			s := ps[name]
+			if s.State == "errored" || s.State == "stopped" {
+				return fmt.Errorf("process %s is %s", name, s.State)
+			}
+			if s.Restarts-start >= a.Cfg.MaxRestarts {
+				return fmt.Errorf("process %s restarted %d times since it was started", name, s.Restarts-start)
+			}
+			return nil
+		}
+		for _, h := range pr.Health {
+			if err := a.Health.WaitHealthy(ctx, h, a.Cfg.HealthEvery, alive); err != nil {
+				a.Metrics.HealthFailures.Add(1)
+				return fmt.Errorf("health of %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// abandonFirstInstall undoes a first install that failed after its switch:
+// there is no older release, so the host goes back to having none.
+func (a *Agent) abandonFirstInstall(ctx context.Context, spec *manifest.Spec, dir string) {
+	var names []string
+	for _, p := range spec.Processes {
+		names = append(names, p.Name)
+	}
+	if err := a.Procs.Stop(ctx, names); err != nil {
+		a.Log.Warn("stopping the processes of a failed first install", "err", err)
+	}
+	if target, _, _ := a.rootTarget(); target == dir {
+		os.Remove(a.Cfg.Root)
+	}
+	os.RemoveAll(dir)
+	a.states.ClearJournal()
+}
+
+// fail records a converge that failed; the running release (if any) is untouched.
+func (a *Agent) fail(ctx context.Context, st *state.State, at *state.Attempt, out *Outcome, err error) (*Outcome, error) {
+	at.Finished, at.Error = a.Now(), err.Error()
+	at.Result = ResultFailed
+	out.Result = ResultFailed
+	if fault.KindOf(err) == fault.KindRejected {
+		at.Result, out.Result = ResultRejected, ResultRejected
+		at.Blocked = "verification: " + blockedBy(err)
+		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
+		a.Metrics.Rejected.Add(1)
+	}
+	a.record(ctx, st, at)
+	a.Log.Error("converge failed; the running release is untouched", "seq", at.Seq, "err", err)
+	return out, err
+}

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"strconv"
+
+	"github.com/cohuron/deploy/pkg/state"
+)
+
+// maxCrashes is how often a release may be interrupted by an agent crash
+// before it is treated as bad (it may be what crashes the agent).
+const maxCrashes = 3
+
+// recover finishes a converge interrupted by a crash: before the switch
+// the staged directory is dropped; after it, the host returns wholly to
+// the previous release. Either way the host ends on one release.
+func (a *Agent) recover(ctx context.Context, st *state.State) error {
+	if err := a.recoverRoot(st); err != nil {
+		return err
+	}
+	j, err := a.states.LoadJournal()
+	if err != nil || j == nil {
+		return err
+	}
+	a.Log.Warn("found an interrupted converge; recovering", "phase", j.Phase, "seq", j.Seq)
+	a.Metrics.Recoveries.Add(1)
+	key := strconv.FormatUint(j.Seq, 10)
+	if st.CrashCount == nil {
+		st.CrashCount = map[string]int{}
+	}
+	st.CrashCount[key]++
+	if st.CrashCount[key] >= maxCrashes {
+		st.MarkBad(j.Seq, j.Digest, "interrupted by an agent crash "+strconv.Itoa(st.CrashCount[key])+" times", a.Now())
+	}
+	switch j.Phase {
+	case state.PhaseStaging:
+		os.RemoveAll(j.NewDir + ".tmp")
+		if st.Current == nil || st.Current.Dir != j.NewDir {
+			os.RemoveAll(j.NewDir)
+		}
+	default:
+		var prev *state.Release
+		if st.Current != nil && st.Current.Dir == j.PrevDir {
+			prev = st.Current
+		}
+		for i := range st.Previous {
+			if prev == nil && st.Previous[i].Dir == j.PrevDir {
+				prev = &st.Previous[i]
+			}
+		}
+		switch {
+		case prev != nil:
+			if err := a.restore(ctx, prev, nil); err != nil {
+				a.Log.Error("recovery: restoring the previous release failed", "to", prev.ID, "err", err)
+				st.Last = &state.Attempt{Seq: j.Seq, Started: j.Started, Finished: a.Now(), Result: "rollback-failed",
+					Error: "recovering from a crash: " + err.Error(), Blocked: "rollback failed: a human must look"}
+				a.save(st)
+				return err
+			}
+			if st.Current == nil || st.Current.Dir != prev.Dir {
+				cp := *prev
+				st.Current = &cp
+			}
+			if j.NewDir != prev.Dir {
+				os.RemoveAll(j.NewDir)
+			}
+		default:
+			// A first install interrupted after its switch: nothing older
+			// to return to; remove it and install again.
+			if target, _, _ := a.rootTarget(); target == j.NewDir {
+				os.Remove(a.Cfg.Root)
+			}
+			if st.Current == nil || st.Current.Dir != j.NewDir {
+				os.RemoveAll(j.NewDir)
+			}
+		}
+	}
+	st.Last = &state.Attempt{Seq: j.Seq, Digest: j.Digest, Started: j.Started, Finished: a.Now(), Result: "interrupted",
+		Error: "the agent stopped during phase " + j.Phase + "; the host was returned to the previous release"}
+	st.LatestETag = "" // re-read latest: the interrupted release may be retried
+	a.save(st)
+	return a.states.ClearJournal()
+}

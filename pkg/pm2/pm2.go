@@ -1,0 +1,206 @@
+package pm2
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/proc"
+	"github.com/cohuron/deploy/pkg/state"
+)
+
+// Manager drives one PM2 daemon.
+type Manager struct {
+	Bin  string   // pm2 executable (default "pm2" on PATH)
+	Home string   // PM2_HOME: the daemon's state; also holds the ecosystem file
+	User string   // run pm2 (and so the apps) as this user; empty: the agent's user
+	Env  []string // base environment (PATH, HOME, …) for pm2 and the apps
+	Run  func(ctx context.Context, c proc.Cmd) (proc.Result, error)
+	// Timeout of one pm2 command (default 2m: a cluster reload waits for workers).
+	Timeout time.Duration
+}
+
+// Status is one process as PM2 reports it.
+type Status struct {
+	Name     string
+	Running  bool
+	Restarts int
+	PIDs     []int
+	State    string
+}
+
+type app struct {
+	Name        string            `json:"name"`
+	Cwd         string            `json:"cwd"`
+	Script      string            `json:"script"`
+	Args        []string          `json:"args,omitempty"`
+	Interpreter string            `json:"interpreter"`
+	ExecMode    string            `json:"exec_mode"`
+	Instances   int               `json:"instances"`
+	Env         map[string]string `json:"env"`
+	Autorestart bool              `json:"autorestart"`
+	MaxRestarts int               `json:"max_restarts"`
+	MinUptime   int               `json:"min_uptime"`
+	KillTimeout int               `json:"kill_timeout"`
+	// Cluster reloads wait for the new worker to listen before stopping the old.
+	ListenTimeout int  `json:"listen_timeout"`
+	MergeLogs     bool `json:"merge_logs"`
+	Time          bool `json:"time"`
+}
+
+// Apps turns the spec's processes into PM2 apps running from root (the
+// live path, so a reload picks up the release the root points at).
+// envs maps env file paths to their resolved variables.
+func Apps(root string, spec *manifest.Spec, envs map[string]map[string]string) ([]app, error) {
+	var apps []app
+	for _, p := range spec.Processes {
+		a := app{
+			Name: p.Name, Cwd: filepath.Join(root, p.Cwd), Env: map[string]string{},
+			ExecMode: "fork", Instances: 1, Autorestart: true, MaxRestarts: 10,
+			MinUptime: 5000, KillTimeout: 5000, ListenTimeout: 30000, MergeLogs: true, Time: true,
+		}
+		if p.Mode == "cluster" {
+			a.ExecMode = "cluster"
+			if p.Instances > 0 {
+				a.Instances = p.Instances
+			}
+		}
+		switch {
+		case p.Command[0] == "node" && len(p.Command) > 1:
+			a.Script, a.Args, a.Interpreter = p.Command[1], p.Command[2:], "node"
+		case p.Mode == "cluster":
+			return nil, fmt.Errorf("process %s: cluster mode needs a node script (command [node, script.js, …]), found %q", p.Name, p.Command)
+		default:
+			a.Script, a.Args, a.Interpreter = p.Command[0], p.Command[1:], "none"
+		}
+		if p.EnvFile != "" {
+			for k, v := range envs[p.EnvFile] {
+				a.Env[k] = v
+			}
+		}
+		apps = append(apps, a)
+	}
+	return apps, nil
+}
+
+// Apply starts or reloads the named processes (all when names is empty)
+// from the spec, writing the ecosystem file first.
+func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, envs map[string]map[string]string, names []string) error {
+	apps, err := Apps(root, spec, envs)
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(map[string]any{"apps": apps}, "", "  ")
+	if err != nil {
+		return err
+	}
+	eco := filepath.Join(m.Home, "ecosystem.json")
+	// It holds resolved secrets: owner-only.
+	if err := state.WriteFile(eco, data, 0o600); err != nil {
+		return err
+	}
+	args := []string{"startOrReload", eco, "--update-env"}
+	if len(names) > 0 {
+		args = append(args, "--only", strings.Join(names, ","))
+	}
+	if _, err := m.pm2(ctx, args...); err != nil {
+		return fmt.Errorf("starting %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
+// Stop deletes processes from PM2.
+func (m *Manager) Stop(ctx context.Context, names []string) error {
+	for _, n := range names {
+		if _, err := m.pm2(ctx, "delete", n); err != nil {
+			return fmt.Errorf("stopping %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// Status reads every process of this PM2_HOME.
+func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
+	out, err := m.pm2(ctx, "jlist")
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		Name   string `json:"name"`
+		PID    int    `json:"pid"`
+		PM2Env struct {
+			Status      string `json:"status"`
+			RestartTime int    `json:"restart_time"`
+			Unstable    int    `json:"unstable_restarts"`
+		} `json:"pm2_env"`
+	}
+	// pm2 prints daemon start-up lines around the JSON: take the first
+	// '[' that starts a whole JSON array.
+	decoded := false
+	for rest := out; !decoded; {
+		i := bytes.IndexByte(rest, '[')
+		if i < 0 {
+			return nil, fmt.Errorf("reading pm2 jlist: no JSON list in its output: %q", tail(out))
+		}
+		decoded = json.NewDecoder(bytes.NewReader(rest[i:])).Decode(&list) == nil
+		rest = rest[i+1:]
+	}
+	res := map[string]Status{}
+	for _, p := range list {
+		s := res[p.Name]
+		s.Name = p.Name
+		s.State = p.PM2Env.Status
+		if p.PM2Env.Status == "online" && p.PID > 0 {
+			s.Running = true
+			s.PIDs = append(s.PIDs, p.PID)
+		}
+		if p.PM2Env.RestartTime+p.PM2Env.Unstable > s.Restarts {
+			s.Restarts = p.PM2Env.RestartTime + p.PM2Env.Unstable
+		}
+		res[p.Name] = s
+	}
+	for _, s := range res {
+		sort.Ints(s.PIDs)
+	}
+	return res, nil
+}
+
+// Kill stops the PM2 daemon of this home (tests, uninstall).
+func (m *Manager) Kill(ctx context.Context) error {
+	_, err := m.pm2(ctx, "kill")
+	return err
+}
+
+func (m *Manager) pm2(ctx context.Context, args ...string) ([]byte, error) {
+	bin := m.Bin
+	if bin == "" {
+		bin = "pm2"
+	}
+	timeout := m.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	if err := os.MkdirAll(m.Home, 0o700); err != nil {
+		return nil, fmt.Errorf("creating PM2_HOME: %w", err)
+	}
+	env := append(append([]string(nil), m.Env...), "PM2_HOME="+m.Home, "PM2_DISABLE_VERSION_CHECK=true")
+	res, err := m.Run(ctx, proc.Cmd{Name: bin, Args: args, Env: env, User: m.User, Timeout: timeout, Dir: m.Home})
+	if err != nil {
+		return nil, fmt.Errorf("pm2 %s: %w", args[0], err)
+	}
+	return res.Output, nil
+}
+
+func tail(b []byte) string {
+	if len(b) > 300 {
+		b = b[len(b)-300:]
+	}
+	return string(b)
+}
