@@ -48,8 +48,11 @@ go_tool() {
   echo "$pkg@$version" > "$stamp"
 }
 
-go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
-go_tool minio github.com/minio/minio "$MINIO_VERSION"
+# `install-test-deps.sh pm2` installs only what the demo needs.
+if [ "${1:-all}" != pm2 ]; then
+  go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
+  go_tool minio github.com/minio/minio "$MINIO_VERSION"
+fi
 
 # PM2 from the npm registry, into the cache (not the system's global prefix).
 NPM_PREFIX="$(dirname "$BIN")/npm"
@@ -60,4 +63,4 @@ if [ "$(cat "$BIN/.pm2.version" 2>/dev/null)" != "$PM2_VERSION" ] || [ ! -x "$NP
 fi
 ln -sf "$NPM_PREFIX/bin/pm2" "$BIN/pm2"
 
-say "ready: $("$BIN/cosign" version 2>/dev/null | awk '/GitVersion/{print "cosign " $2}') , minio $MINIO_VERSION, pm2 $PM2_VERSION, node $(node --version) in $BIN"
+say "ready in $BIN: pm2 $PM2_VERSION, node $(node --version)$([ "${1:-all}" = pm2 ] || echo ", cosign $COSIGN_VERSION, minio $MINIO_VERSION")"

@@ -199,15 +199,20 @@ func (x *extractor) run(r io.Reader) error {
 			}
 			break
 		}
-		insecure := errors.Is(err, tar.ErrInsecurePath) && hdr != nil // only with GODEBUG=tarinsecurepath=0
-		if err != nil && !insecure {
+		if errors.Is(err, tar.ErrInsecurePath) && hdr != nil {
+			// Only with GODEBUG=tarinsecurepath=0; cleanName refuses
+			// every such name too, with a better reason.
+			_, reason := cleanName(hdr.Name, hdr.Typeflag == tar.TypeDir)
+			if reason == "" {
+				reason = "insecure path"
+			}
+			return refuse(hdr.Name, "%s", reason)
+		}
+		if err != nil {
 			return x.readError(err)
 		}
 		if err := x.entry(hdr, tr); err != nil {
 			return err
-		}
-		if insecure {
-			return refuse(hdr.Name, "insecure path")
 		}
 	}
 	if err := x.trailer(zr, br); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,10 +75,15 @@ func tarBytes(t testing.TB, ents ...ent) []byte {
 	return b.Bytes()
 }
 
+// gzipWriters saves the fuzzer allocating a compressor per input.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+
 func gz(t testing.TB, data []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&b)
 	if _, err := zw.Write(data); err != nil {
 		t.Fatal(err)
 	}

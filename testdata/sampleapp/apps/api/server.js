@@ -9,6 +9,11 @@ http.createServer((req, res) => {
     res.end(JSON.stringify({ status: 'ok', version, greeting: process.env.APP_GREETING || '' }));
     return;
   }
-  res.writeHead(200, { 'content-type': 'text/plain' });
-  res.end(`cohuron sample ${version}: ${process.env.APP_GREETING || ''}\n`);
+  if (req.url === '/') {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`cohuron sample ${version}: ${process.env.APP_GREETING || ''}\n`);
+    return;
+  }
+  res.writeHead(404, { 'content-type': 'text/plain' });
+  res.end('not found\n');
 }).listen(port, process.env.HOST || '127.0.0.1');
