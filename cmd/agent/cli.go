@@ -25,6 +25,7 @@ import (
 	"github.com/cohuron/deploy/pkg/proc"
 	"github.com/cohuron/deploy/pkg/secrets"
 	"github.com/cohuron/deploy/pkg/store/openstore"
+	"github.com/cohuron/deploy/pkg/systemd"
 	"github.com/cohuron/deploy/pkg/trust"
 )
 
@@ -146,12 +147,16 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 	}
 	baseEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}
 	f := &fetch.Fetcher{Store: st, StoreURL: cfg.Store, Policy: pol}
+	var procs agent.Processes = &pm2.Manager{Bin: cfg.PM2, Home: cfg.PM2Home, Env: baseEnv, Run: proc.Run}
+	if cfg.ProcessManager == "systemd" {
+		procs = &systemd.Manager{UnitDir: cfg.UnitDir, Env: baseEnv, Run: proc.Run}
+	}
 	a := &agent.Agent{
 		Cfg: agent.Config{StoreURL: cfg.Store, Env: cfg.Env, HostID: cfg.HostID, Root: cfg.Root,
 			Backups: cfg.Backups, StateDir: cfg.StateDir, Keep: cfg.Keep},
 		Store: st, Policy: pol, Fetch: f.Fetch,
 		Secrets: &secrets.Chain{File: &secrets.FileResolver{Root: cfg.SecretsDir}, AWS: &secrets.AWSResolver{Region: cfg.AWSRegion}},
-		Procs:   &pm2.Manager{Bin: cfg.PM2, Home: cfg.PM2Home, Env: baseEnv, Run: proc.Run},
+		Procs:   procs,
 		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root},
 		Now:     c.now, Log: log,
 		CrashAt: envvars.CrashAt.Get(),

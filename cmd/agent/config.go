@@ -17,24 +17,26 @@ const DefaultConfigFile = "/etc/cohuron-agent/agent.yaml"
 
 // Config is /etc/cohuron-agent/agent.yaml; every field has a flag.
 type Config struct {
-	Store       string            `yaml:"store"`
-	Env         string            `yaml:"env"`
-	Policy      string            `yaml:"policy,omitempty"`
-	Key         string            `yaml:"key,omitempty"`
-	Root        string            `yaml:"root,omitempty"`
-	Backups     string            `yaml:"backups,omitempty"`
-	StateDir    string            `yaml:"stateDir,omitempty"`
-	Interval    manifest.Duration `yaml:"interval,omitempty"`
-	Jitter      manifest.Duration `yaml:"jitter,omitempty"`
-	HostID      string            `yaml:"hostId,omitempty"`
-	MetricsAddr string            `yaml:"metricsAddr,omitempty"`
-	Keep        int               `yaml:"keep,omitempty"`
-	PM2         string            `yaml:"pm2,omitempty"`     // pm2 executable
-	PM2Home     string            `yaml:"pm2Home,omitempty"` // default <stateDir>/pm2
-	SecretsDir  string            `yaml:"secretsDir,omitempty"`
-	AWSRegion   string            `yaml:"awsRegion,omitempty"`
-	S3Endpoint  string            `yaml:"s3Endpoint,omitempty"`
-	LogFormat   string            `yaml:"logFormat,omitempty"` // text or json (default: json under systemd)
+	Store          string            `yaml:"store"`
+	Env            string            `yaml:"env"`
+	Policy         string            `yaml:"policy,omitempty"`
+	Key            string            `yaml:"key,omitempty"`
+	Root           string            `yaml:"root,omitempty"`
+	Backups        string            `yaml:"backups,omitempty"`
+	StateDir       string            `yaml:"stateDir,omitempty"`
+	Interval       manifest.Duration `yaml:"interval,omitempty"`
+	Jitter         manifest.Duration `yaml:"jitter,omitempty"`
+	HostID         string            `yaml:"hostId,omitempty"`
+	MetricsAddr    string            `yaml:"metricsAddr,omitempty"`
+	Keep           int               `yaml:"keep,omitempty"`
+	ProcessManager string            `yaml:"processManager,omitempty"` // pm2 (default) or systemd
+	UnitDir        string            `yaml:"unitDir,omitempty"`        // systemd units (default /etc/systemd/system)
+	PM2            string            `yaml:"pm2,omitempty"`            // pm2 executable
+	PM2Home        string            `yaml:"pm2Home,omitempty"`        // default <stateDir>/pm2
+	SecretsDir     string            `yaml:"secretsDir,omitempty"`
+	AWSRegion      string            `yaml:"awsRegion,omitempty"`
+	S3Endpoint     string            `yaml:"s3Endpoint,omitempty"`
+	LogFormat      string            `yaml:"logFormat,omitempty"` // text or json (default: json under systemd)
 }
 
 func defaults() Config {
@@ -68,6 +70,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 	str(&c.HostID, "host-id", "host name in status reports (default the hostname)")
 	str(&c.MetricsAddr, "metrics-addr", "Prometheus metrics address for `run` (default 127.0.0.1:9464; \"off\" to disable)")
 	str(&c.PM2, "pm2", "pm2 executable")
+	str(&c.ProcessManager, "process-manager", "pm2 (default) or systemd")
+	str(&c.UnitDir, "unit-dir", "where the systemd manager writes units (default /etc/systemd/system)")
 	str(&c.PM2Home, "pm2-home", "PM2_HOME (default <state-dir>/pm2)")
 	str(&c.SecretsDir, "secrets-dir", "root for {file: PATH} secret references")
 	str(&c.S3Endpoint, "s3-endpoint", "S3 endpoint override (MinIO)")
@@ -99,6 +103,10 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 				dst.MetricsAddr = c.MetricsAddr
 			case "pm2":
 				dst.PM2 = c.PM2
+			case "process-manager":
+				dst.ProcessManager = c.ProcessManager
+			case "unit-dir":
+				dst.UnitDir = c.UnitDir
 			case "pm2-home":
 				dst.PM2Home = c.PM2Home
 			case "secrets-dir":
@@ -147,6 +155,9 @@ func (cf *configFlags) load() (Config, error) {
 	}
 	if c.Policy == "" && c.Key == "" {
 		missing = append(missing, "policy (--policy FILE or --key cosign.pub)")
+	}
+	if c.ProcessManager != "" && c.ProcessManager != "pm2" && c.ProcessManager != "systemd" {
+		missing = append(missing, fmt.Sprintf("processManager: expected pm2 or systemd, found %q", c.ProcessManager))
 	}
 	if len(missing) > 0 {
 		return c, fmt.Errorf("missing configuration: %v; set them in %s or by flag", missing, cf.file)
