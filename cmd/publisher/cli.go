@@ -57,6 +57,7 @@ var commands = []command{
 	{"verify", "verify the latest release end to end, as an agent would", (*CLI).verify},
 	{"check", "validate environment manifests and trust policies (for pull requests)", (*CLI).check},
 	{"rollback", "publish a new release that points at the bundle and spec of an older one", (*CLI).rollback},
+	{"status", "one row per host: release, health, last converge, error", (*CLI).status},
 }
 
 func (c *CLI) usage() {

@@ -22,11 +22,12 @@ const (
 )
 
 const (
-	maxName      = 4095    // PATH_MAX-1: longest name or symlink target accepted
-	maxComponent = 255     // NAME_MAX
-	maxTrailer   = 1 << 20 // zero padding accepted after the end-of-archive marker (tar blocking)
-	maxLinkHops  = 40      // Linux MAXSYMLINKS: deeper chains are refused
-	linkBudget   = 1 << 28 // bytes of path work spent resolving symlinks, per archive
+	maxName      = 4095     // PATH_MAX-1: longest name or symlink target accepted
+	maxComponent = 255      // NAME_MAX
+	maxTrailer   = 1 << 20  // zero padding accepted after the end-of-archive marker (tar blocking)
+	maxLinkHops  = 40       // Linux MAXSYMLINKS: deeper chains are refused
+	linkBudget   = 1 << 28  // bytes of path work spent resolving symlinks, per archive
+	entryBudget  = 16 << 10 // tar bytes allowed per entry beyond file content: headers, PAX records, padding
 	dirMode      = 0o755
 	fileMode     = 0o644
 	execMode     = 0o755
@@ -36,8 +37,10 @@ const (
 //
 // Files counts every archive entry (files, directories, symlinks, PAX
 // global headers) plus each directory created implicitly because an
-// entry's parent was missing. Bytes counts file content actually written.
-// A negative value also means the default.
+// entry's parent was missing. Bytes counts file content actually written;
+// the decompressed tar stream as a whole (headers, PAX records, padding)
+// may not exceed Bytes plus 16 KiB per entry. A negative value also means
+// the default.
 type Limits struct {
 	Files int
 	Bytes int64
@@ -186,7 +189,12 @@ func (x *extractor) run(r io.Reader) error {
 	defer zr.Close()
 	zr.Multistream(false)
 
-	er := &endReader{r: zr}
+	// Headers are not file content, so the byte cap does not see them:
+	// cap the whole tar stream too, so huge PAX headers cannot make
+	// the host decompress without bound.
+	er := &tarStream{r: zr, max: func() int64 {
+		return x.lim.Bytes + int64(x.count+1)*entryBudget
+	}}
 	tr := tar.NewReader(er)
 	for {
 		hdr, err := tr.Next()
@@ -207,6 +215,9 @@ func (x *extractor) run(r io.Reader) error {
 				reason = "insecure path"
 			}
 			return refuse(hdr.Name, "%s", reason)
+		}
+		if errors.Is(err, errStreamCap) {
+			return fault.Rejected(fmt.Errorf("reading archive: tar headers too large: over %d bytes per entry", entryBudget))
 		}
 		if err != nil {
 			return x.readError(err)
@@ -523,15 +534,24 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// endReader records whether the last read hit the end of data with
-// nothing read, which is how a tar stream without its end marker looks.
-type endReader struct {
+var errStreamCap = errors.New("tar stream over its cap")
+
+// tarStream caps the tar stream at max() bytes and records whether the
+// last read hit the end of data with nothing read, which is how a tar
+// stream without its end marker looks.
+type tarStream struct {
 	r        io.Reader
+	n        int64
+	max      func() int64
 	emptyEOF bool
 }
 
-func (e *endReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.emptyEOF = n == 0 && errors.Is(err, io.EOF)
+func (s *tarStream) Read(p []byte) (int, error) {
+	if s.n > s.max() {
+		return 0, errStreamCap
+	}
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	s.emptyEOF = n == 0 && errors.Is(err, io.EOF)
 	return n, err
 }

@@ -363,6 +363,17 @@ var attacks = []attack{
 			"GNU.sparse.realsize=4096", "GNU.sparse.map=4095,1"}, "s", tar.TypeReg, "x")
 	}), entry: "../outside.txt", reason: ".. component"},
 	{name: "gzip-bomb", input: func(t *testing.T, _ string) io.Reader { return oneGiBOfZeros(t) }, lim: extract.Limits{Bytes: 4 << 20}, entry: "zero0004", reason: "more than 4194304 bytes"},
+	{name: "pax-header-bomb", input: archive(func() []ent {
+		// 64 entries with 256 KiB of PAX comment each: nothing written,
+		// 16 MiB to decompress.
+		var ents []ent
+		for i := range 64 {
+			e := file(fmt.Sprintf("f%02d", i), "")
+			e.h.PAXRecords = map[string]string{"comment": strings.Repeat("c", 256<<10)}
+			ents = append(ents, e)
+		}
+		return ents
+	}()...), lim: extract.Limits{Bytes: 1 << 20}, entry: damaged, reason: "headers too large"},
 	{name: "truncated-gzip", entry: damaged, input: raw(func(t *testing.T) []byte {
 		b := tgz(t, file("a", strings.Repeat("hello ", 1000)), file("b", "x"))
 		return b[:len(b)/2]
