@@ -8,6 +8,7 @@ set -euo pipefail
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # github.com/minio/minio (no tagged Go module)
 COSIGN_VERSION=v2.6.5                              # github.com/sigstore/cosign/v2
 PM2_VERSION=6.0.14                                 # npm: pm2 (the agent's process manager)
+PNPM_VERSION=9.15.9                                # npm: pnpm (the app's package manager)
 GO_MIN=1.26.5
 
 BIN="${COHURON_TEST_BIN:-$HOME/.cache/cohuron-test/bin}"
@@ -54,13 +55,18 @@ if [ "${1:-all}" != pm2 ]; then
   go_tool minio github.com/minio/minio "$MINIO_VERSION"
 fi
 
-# PM2 from the npm registry, into the cache (not the system's global prefix).
+# PM2 and pnpm from the npm registry, into the cache (not the system's global prefix).
 NPM_PREFIX="$(dirname "$BIN")/npm"
-if [ "$(cat "$BIN/.pm2.version" 2>/dev/null)" != "$PM2_VERSION" ] || [ ! -x "$NPM_PREFIX/bin/pm2" ]; then
-  say "installing pm2@$PM2_VERSION into $NPM_PREFIX"
-  npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error "pm2@$PM2_VERSION" >/dev/null
-  echo "$PM2_VERSION" > "$BIN/.pm2.version"
-fi
-ln -sf "$NPM_PREFIX/bin/pm2" "$BIN/pm2"
+npm_tool() {
+  local name=$1 version=$2
+  if [ "$(cat "$BIN/.$name.version" 2>/dev/null)" != "$version" ] || [ ! -x "$NPM_PREFIX/bin/$name" ]; then
+    say "installing $name@$version into $NPM_PREFIX"
+    npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error "$name@$version" >/dev/null
+    echo "$version" > "$BIN/.$name.version"
+  fi
+  ln -sf "$NPM_PREFIX/bin/$name" "$BIN/$name"
+}
+npm_tool pm2 "$PM2_VERSION"
+npm_tool pnpm "$PNPM_VERSION"
 
-say "ready in $BIN: pm2 $PM2_VERSION, node $(node --version)$([ "${1:-all}" = pm2 ] || echo ", cosign $COSIGN_VERSION, minio $MINIO_VERSION")"
+say "ready in $BIN: pm2 $PM2_VERSION, pnpm $PNPM_VERSION, node $(node --version)$([ "${1:-all}" = pm2 ] || echo ", cosign $COSIGN_VERSION, minio $MINIO_VERSION")"

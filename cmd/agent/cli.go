@@ -171,7 +171,9 @@ func (c *CLI) once(ctx context.Context, a *agent.Agent, asJSON bool) error {
 	out, err := a.Once(ctx)
 	if out != nil {
 		if asJSON {
-			c.printJSON(out)
+			if perr := c.printJSON(out); err == nil {
+				err = perr
+			}
 		} else {
 			c.printOutcome(out)
 		}
@@ -199,7 +201,9 @@ func (c *CLI) plan(ctx context.Context, a *agent.Agent, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		c.printJSON(out)
+		if perr := c.printJSON(out); err == nil {
+			err = perr
+		}
 		return err
 	}
 	switch {

@@ -22,8 +22,9 @@ func sdNotify(state string) {
 	if err != nil {
 		return
 	}
-	defer conn.Close()
-	conn.Write([]byte(state))
+	// Best effort: systemd may have gone away; nothing to do about it here.
+	_, _ = conn.Write([]byte(state))
+	_ = conn.Close()
 }
 
 // watchdogInterval is half the systemd watchdog timeout, or 0 when off.

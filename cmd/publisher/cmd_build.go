@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/gitbundle"
 )
 
 type buildOptions struct {
@@ -33,7 +33,7 @@ func (c *CLI) build(ctx context.Context, args []string) error {
 	if err := required("out", o.out); err != nil {
 		return err
 	}
-	res, path, err := buildBundle(ctx, bundle.Options{Repo: o.repo, Ref: o.ref, Branch: o.branch}, o.out)
+	res, path, err := buildBundle(ctx, gitbundle.Options{Repo: o.repo, Ref: o.ref, Branch: o.branch}, o.out)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (c *CLI) build(ctx context.Context, args []string) error {
 
 // buildBundle writes the bundle to out (a file, or a directory to put
 // <name>.tar.gz in) through a temp file, so a failed build leaves nothing.
-func buildBundle(ctx context.Context, opts bundle.Options, out string) (*bundle.Result, string, error) {
+func buildBundle(ctx context.Context, opts gitbundle.Options, out string) (*gitbundle.Result, string, error) {
 	dir, file := filepath.Dir(out), ""
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
 		dir = out
@@ -64,7 +64,7 @@ func buildBundle(ctx context.Context, opts bundle.Options, out string) (*bundle.
 		return nil, "", fault.Usage(fmt.Errorf("creating bundle file: %w", err))
 	}
 	defer os.Remove(tmp.Name())
-	res, err := bundle.Build(ctx, opts, tmp)
+	res, err := gitbundle.Build(ctx, opts, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}

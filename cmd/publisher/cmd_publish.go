@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/gitbundle"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
-	"github.com/cohuron/deploy/pkg/signing"
+	"github.com/cohuron/deploy/pkg/signing/kmssign"
 )
 
 type publishOptions struct {
@@ -63,7 +63,7 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	if err != nil {
 		return err
 	}
-	signer, err := signing.LoadSigner(ctx, o.key, c.password(false))
+	signer, err := kmssign.LoadSigner(ctx, o.key, c.password(false))
 	if err != nil {
 		return fault.Usage(err)
 	}
@@ -79,14 +79,14 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 			return err
 		}
 		defer os.RemoveAll(tmp)
-		res, path, err := buildBundle(ctx, bundle.Options{Repo: o.repo, Ref: o.ref, Branch: o.branch}, tmp)
+		res, path, err := buildBundle(ctx, gitbundle.Options{Repo: o.repo, Ref: o.ref, Branch: o.branch}, tmp)
 		if err != nil {
 			return err
 		}
 		for _, s := range res.Skipped {
 			c.log.Warn("not bundled", "entry", s)
 		}
-		req.Bundle = &release.LocalBundle{Path: path, Result: res}
+		req.Bundle = &release.LocalBundle{Path: path, Name: res.Name, SHA256: res.SHA256, Size: res.Size, Source: res.Source, Index: res.Index}
 	}
 	p := &release.Publisher{Store: st, Signer: signer, Now: c.now, Log: c.log, Progress: c.progress}
 	res, err := p.Publish(ctx, req)

@@ -9,6 +9,7 @@ import (
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/signing"
+	"github.com/cohuron/deploy/pkg/signing/kmssign"
 	"github.com/cohuron/deploy/pkg/trust"
 )
 
@@ -40,7 +41,7 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	if o.to == 0 {
 		return fault.Usage(fmt.Errorf("missing required flag(s): --to"))
 	}
-	signer, err := signing.LoadSigner(ctx, o.key, c.password(false))
+	signer, err := kmssign.LoadSigner(ctx, o.key, c.password(false))
 	if err != nil {
 		return fault.Usage(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,7 +19,6 @@ import (
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/plan"
-	"github.com/cohuron/deploy/pkg/pm2"
 	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/secrets"
 	"github.com/cohuron/deploy/pkg/state"
@@ -170,16 +170,15 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 	return &desired{v: v, obs: obs}, nil, nil
 }
 
-func readHint(rc interface {
-	Read([]byte) (int, error)
-	Close() error
-}) (uint64, error) {
+func readHint(rc io.ReadCloser) (uint64, error) {
 	defer rc.Close()
-	buf := make([]byte, 64)
-	n, _ := rc.Read(buf)
-	seq, err := strconv.ParseUint(string(bytes.TrimSpace(buf[:n])), 10, 64)
+	buf, err := io.ReadAll(io.LimitReader(rc, 64))
+	if err != nil {
+		return 0, fmt.Errorf("reading the latest hint: %w", err)
+	}
+	seq, err := strconv.ParseUint(string(bytes.TrimSpace(buf)), 10, 64)
 	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("latest hint holds %q: expected a release seq", bytes.TrimSpace(buf[:n]))
+		return 0, fmt.Errorf("latest hint holds %q: expected a release seq", bytes.TrimSpace(buf))
 	}
 	return seq, nil
 }
@@ -195,7 +194,14 @@ func blockedBy(err error) string {
 // currentAsRelease rebuilds the desired release from the state, for drift
 // repair when nothing new was published.
 func currentAsRelease(cur *state.Release) *manifest.Release {
-	return &manifest.Release{Seq: cur.Seq, Inputs: cur.Inputs, Spec: *cur.Spec, Bundle: manifest.BundleRef{Key: cur.Bundle}}
+	// Without the recorded reference (older state files) the bundle can
+	// still be found in the cache by digest, but not fetched or verified:
+	// a reinstall then fails with a clear error rather than a rejection.
+	b := manifest.BundleRef{SHA256: cur.Bundle}
+	if cur.BundleRef != nil {
+		b = *cur.BundleRef
+	}
+	return &manifest.Release{Seq: cur.Seq, Inputs: cur.Inputs, Spec: *cur.Spec, Bundle: b}
 }
 
 // observe looks at the host as it really is.
@@ -274,7 +280,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		if err != nil {
 			os.RemoveAll(newDir)
 			os.RemoveAll(newDir + ".tmp")
-			a.states.ClearJournal()
+			a.clearJournal()
 			return a.fail(ctx, st, attempt, out, err)
 		}
 	} else if st.Current != nil {
@@ -295,10 +301,10 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		return nil, err
 	}
 	a.crashPoint("switching")
-	err := a.activate(ctx, p, &rel.Spec, newDir, envs)
+	err := a.activate(ctx, p, &rel.Spec, newDir, envs, restartCounts(d.obs))
 	if err != nil {
 		if sameRelease {
-			a.states.ClearJournal()
+			a.clearJournal()
 			return a.fail(ctx, st, attempt, out, fmt.Errorf("repairing drift of seq %d: %w", rel.Seq, err))
 		}
 		if j.PrevDir == "" {
@@ -310,8 +316,9 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	}
 
 	// Converged.
+	bundleRef := rel.Bundle
 	newRel := state.Release{ID: filepath.Base(newDir), Seq: rel.Seq, Digest: d.v.Digest, Dir: newDir,
-		Bundle: rel.Bundle.SHA256, Inputs: rel.Inputs, Spec: &rel.Spec, Applied: a.Now()}
+		Bundle: rel.Bundle.SHA256, BundleRef: &bundleRef, Inputs: rel.Inputs, Spec: &rel.Spec, Applied: a.Now()}
 	if sameRelease && prev != nil {
 		newRel.Applied = prev.Applied
 	}
@@ -352,7 +359,9 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 		return nil, err
 	}
 	lim := a.Policy.Spec.Limits
-	_, err = extract.Extract(f, tmp, extract.Limits{Files: lim.Files, Bytes: int64(lim.UnpackedBytes)})
+	// The policy counts files; Extract counts every entry. Git tracks no
+	// empty directories, so a bundle has at most as many directories as files.
+	_, err = extract.Extract(f, tmp, extract.Limits{Files: 2 * lim.Files, Bytes: int64(lim.UnpackedBytes)})
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("extracting %s: %w", rel.Bundle.Key, err)
@@ -370,6 +379,10 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 	}
 	if err := writeEnvs(tmp, envs); err != nil {
 		return nil, err
+	}
+	// The tree must be on disk before the journal moves past staging.
+	if err := syncFS(tmp); err != nil {
+		return nil, fmt.Errorf("syncing %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, newDir); err != nil {
 		return nil, err
@@ -466,7 +479,7 @@ func (a *Agent) pruneCache(keep string) {
 }
 
 // activate switches the root to dir and restarts and checks what the plan says.
-func (a *Agent) activate(ctx context.Context, p plan.Plan, spec *manifest.Spec, dir string, envs map[string]map[string]string) error {
+func (a *Agent) activate(ctx context.Context, p plan.Plan, spec *manifest.Spec, dir string, envs map[string]map[string]string, restarts map[string]int) error {
 	if target, _, _ := a.rootTarget(); target != dir {
 		if err := a.switchRoot(dir); err != nil {
 			return err
@@ -497,17 +510,30 @@ func (a *Agent) activate(ctx context.Context, p plan.Plan, spec *manifest.Spec, 
 	if len(restart) == 0 {
 		return nil
 	}
-	base, _ := a.Procs.Status(ctx)
 	if err := a.Procs.Apply(ctx, a.Cfg.Root, spec, envs, restart); err != nil {
 		return err
 	}
 	a.crashPoint("restarted")
-	return a.waitHealthy(ctx, spec, restart, base)
+	return a.waitHealthy(ctx, spec, restart, restarts)
 }
 
+// restartCounts is how often each process had restarted when observed.
+func restartCounts(obs plan.Observed) map[string]int {
+	m := map[string]int{}
+	for name, p := range obs.Processes {
+		m[name] = p.Restarts
+	}
+	return m
+}
+
+// aliveEvery spaces the process-manager checks made while waiting for
+// health: each costs a pm2 CLI start (about half a second).
+const aliveEvery = 2 * time.Second
+
 // waitHealthy runs every health check of the named processes, failing
-// early when a process keeps restarting.
-func (a *Agent) waitHealthy(ctx context.Context, spec *manifest.Spec, names []string, base map[string]pm2.Status) error {
+// early when a process keeps restarting. restarts holds the restart counts
+// seen before the restart; nil takes them at the first check.
+func (a *Agent) waitHealthy(ctx context.Context, spec *manifest.Spec, names []string, restarts map[string]int) error {
 	for _, name := range names {
 		var pr *manifest.Process
 		for i := range spec.Processes {
@@ -518,8 +544,13 @@ func (a *Agent) waitHealthy(ctx context.Context, spec *manifest.Spec, names []st
 		if pr == nil {
 			continue
 		}
-		start := base[name].Restarts
+		base, known := restarts[name]
+		last := a.Now() // the first probe goes ahead without a status call
 		alive := func() error {
+			if a.Now().Sub(last) < aliveEvery {
+				return nil
+			}
+			last = a.Now()
 			ps, err := a.Procs.Status(ctx)
 			if err != nil {
 				return nil // a status hiccup is not a verdict on the app
@@ -528,8 +559,11 @@ func (a *Agent) waitHealthy(ctx context.Context, spec *manifest.Spec, names []st
 			if s.State == "errored" || s.State == "stopped" {
 				return fmt.Errorf("process %s is %s", name, s.State)
 			}
-			if s.Restarts-start >= a.Cfg.MaxRestarts {
-				return fmt.Errorf("process %s restarted %d times since it was started", name, s.Restarts-start)
+			if !known {
+				base, known = s.Restarts, true
+			}
+			if s.Restarts-base >= a.Cfg.MaxRestarts {
+				return fmt.Errorf("process %s restarted %d times since it was started", name, s.Restarts-base)
 			}
 			return nil
 		}
@@ -557,7 +591,7 @@ func (a *Agent) abandonFirstInstall(ctx context.Context, spec *manifest.Spec, di
 		os.Remove(a.Cfg.Root)
 	}
 	os.RemoveAll(dir)
-	a.states.ClearJournal()
+	a.clearJournal()
 }
 
 // fail records a converge that failed; the running release (if any) is untouched.
@@ -571,7 +605,21 @@ func (a *Agent) fail(ctx context.Context, st *state.State, at *state.Attempt, ou
 		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
 		a.Metrics.Rejected.Add(1)
 	}
+	if _, bad := st.IsBad(at.Seq, at.Digest); !bad {
+		// Neither applied nor known bad: the next poll must read the
+		// release again, not take "not modified" for "up to date".
+		st.LatestETag = ""
+	}
 	a.record(ctx, st, at)
 	a.Log.Error("converge failed; the running release is untouched", "seq", at.Seq, "err", err)
 	return out, err
+}
+
+// clearJournal ends a converge on a failure path: an error is logged, as
+// the failure being reported matters more; a stale journal only makes the
+// next start run recovery, which is safe.
+func (a *Agent) clearJournal() {
+	if err := a.states.ClearJournal(); err != nil {
+		a.Log.Error("clearing the journal", "err", err)
+	}
 }

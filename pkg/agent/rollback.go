@@ -80,11 +80,10 @@ func (a *Agent) restore(ctx context.Context, rel *state.Release, failed *manifes
 	if err != nil {
 		return err
 	}
-	base, _ := a.Procs.Status(ctx)
 	if err := a.Procs.Apply(ctx, a.Cfg.Root, rel.Spec, envs, names); err != nil {
 		return err
 	}
-	return a.waitHealthy(ctx, rel.Spec, names, base)
+	return a.waitHealthy(ctx, rel.Spec, names, nil)
 }
 
 // Rollback returns the host by hand to a previous release (the newest when

@@ -127,3 +127,8 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 	}
 	return in, nil
 }
+
+// IsCleanPath reports whether p is a clean relative path inside a bundle.
+func IsCleanPath(p string) bool {
+	return p != "" && !path.IsAbs(p) && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
+}

@@ -62,7 +62,7 @@ func ReadIndex(r io.Reader, lim ReadLimits) (*Index, error) {
 		default:
 			return nil, fault.Rejected(fmt.Errorf("bundle entry %s has type %q: expected a file, directory or symlink", hdr.Name, hdr.Typeflag))
 		}
-		if !isCleanRel(hdr.Name) || hdr.Name <= prev {
+		if !IsCleanPath(hdr.Name) || hdr.Name <= prev {
 			return nil, fault.Rejected(fmt.Errorf("bundle entry %q: expected clean relative paths in sorted order without duplicates", hdr.Name))
 		}
 		prev = hdr.Name

@@ -126,7 +126,7 @@ func openEmpty(dir string) (*os.Root, error) {
 		d.Close()
 		switch {
 		case len(names) > 0:
-			err = fault.Usage(fmt.Errorf("extracting into %s: directory is not empty", dir))
+			err = fault.Usage(errors.New("directory is not empty"))
 		case errors.Is(err, io.EOF):
 			err = nil
 		}
@@ -216,9 +216,6 @@ func (x *extractor) run(r io.Reader) error {
 			}
 			return refuse(hdr.Name, "%s", reason)
 		}
-		if errors.Is(err, errStreamCap) {
-			return fault.Rejected(fmt.Errorf("reading archive: tar headers too large: over %d bytes per entry", entryBudget))
-		}
 		if err != nil {
 			return x.readError(err)
 		}
@@ -238,6 +235,9 @@ func (x *extractor) run(r io.Reader) error {
 func (x *extractor) readError(err error) error {
 	if x.src.err != nil {
 		return fmt.Errorf("reading archive: %w", x.src.err)
+	}
+	if errors.Is(err, errStreamCap) {
+		return fault.Rejected(fmt.Errorf("reading archive: tar headers too large: over %d bytes per entry", entryBudget))
 	}
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
@@ -306,8 +306,13 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if m := hdr.Mode & 0o7000; m != 0 {
 		return refuse(hdr.Name, "mode %#o has setuid, setgid or sticky bits", hdr.Mode&0o7777)
 	}
-	if k := x.seen[name]; k != 0 && !(k == kindImplicitDir && hdr.Typeflag == tar.TypeDir) {
+	if k := x.seen[name]; k != 0 && (k != kindImplicitDir || hdr.Typeflag != tar.TypeDir) {
 		return refuse(hdr.Name, "duplicate entry: %s is already a %s", name, k)
+	}
+	if hdr.Typeflag == tar.TypeSymlink {
+		if reason := checkTarget(name, hdr.Linkname); reason != "" {
+			return refuse(hdr.Name, "%s", reason)
+		}
 	}
 	if err := x.parents(name, hdr.Name); err != nil {
 		return err
@@ -320,9 +325,6 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 		}
 		return x.mkdir(name, kindDir)
 	case tar.TypeSymlink:
-		if reason := checkTarget(name, hdr.Linkname); reason != "" {
-			return refuse(hdr.Name, "%s", reason)
-		}
 		x.seen[name] = kindLink
 		x.targets[name] = hdr.Linkname
 		x.links = append(x.links, link{name: name, target: hdr.Linkname, entry: hdr.Name})
@@ -445,7 +447,7 @@ func copyCapped(w io.Writer, r io.Reader, max int64, buf []byte) (int64, error) 
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF):
 			return n, nil
-		case rerr == errOverCap:
+		case errors.Is(rerr, errOverCap):
 			return n, errOverCap
 		default:
 			return n, readErr{rerr}

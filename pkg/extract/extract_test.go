@@ -22,6 +22,7 @@ import (
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/extract"
 	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/gitbundle"
 )
 
 // ent is one tar entry: a header and the bytes written after it.
@@ -638,7 +639,7 @@ func TestBundleRoundTrip(t *testing.T) {
 	testenv.Git(t, repo, "commit", "-q", "-m", "exec and links")
 
 	var buf bytes.Buffer
-	res, err := bundle.Build(context.Background(), bundle.Options{Repo: repo}, &buf)
+	res, err := gitbundle.Build(context.Background(), gitbundle.Options{Repo: repo}, &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +687,9 @@ func TestBundleRoundTrip(t *testing.T) {
 // FuzzExtract feeds random bytes and mutated archives (as gzip bytes, or
 // as tar bytes compressed here so mutations reach the tar layer). Extract
 // must not panic and must never write outside dir or leave anything
-// checkContained refuses, whether it succeeds or not.
+// checkContained refuses, whether it succeeds or not. Each input extracts
+// into fresh temp dirs, so point TMPDIR at a tmpfs (/dev/shm) to fuzz
+// several times faster.
 func FuzzExtract(f *testing.F) {
 	seeds := [][]ent{
 		{folder("a/"), file("a/b", "hello"), exe("a/run", "#!/bin/sh\n"), symlink("a/l", "b"), symlink("top", "a/l")},

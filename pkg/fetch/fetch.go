@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	getter "github.com/hashicorp/go-getter"
+	getter "github.com/hashicorp/go-getter/v2"
 
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
@@ -48,18 +48,15 @@ func (f *Fetcher) Fetch(ctx context.Context, rel *manifest.Release, dst string) 
 	if !f.Policy.AllowsSource(u.Scheme) {
 		return &trust.VerificationError{Check: "bundle source", Expected: "one of " + strings.Join(f.Policy.Spec.BundleSources, ", ") + " (policy " + f.Policy.Metadata.Name + ")", Found: u.Scheme}
 	}
-	g := &storeGetter{store: f.Store, base: strings.TrimSuffix(f.StoreURL, "/") + "/", key: rel.Bundle.Key, max: rel.Bundle.Size, ctx: ctx}
+	g := &storeGetter{store: f.Store, scheme: u.Scheme, base: strings.TrimSuffix(f.StoreURL, "/") + "/", key: rel.Bundle.Key, max: rel.Bundle.Size}
+	// Only our getter, no decompressors, no symlinks: go-getter dispatches
+	// and never guesses.
 	client := &getter.Client{
-		Ctx:             ctx,
-		Src:             src,
-		Dst:             dst,
-		Mode:            getter.ClientModeFile,
-		Detectors:       []getter.Detector{},
+		Getters:         []getter.Getter{g},
 		Decompressors:   map[string]getter.Decompressor{},
-		Getters:         map[string]getter.Getter{u.Scheme: g},
 		DisableSymlinks: true,
 	}
-	if err := client.Get(); err != nil {
+	if _, err := client.Get(ctx, &getter.Request{Src: src, Dst: dst, GetMode: getter.ModeFile}); err != nil {
 		if fault.KindOf(err) != fault.KindUnknown {
 			return err
 		}
@@ -75,28 +72,37 @@ func (f *Fetcher) Fetch(ctx context.Context, rel *manifest.Release, dst string) 
 // storeGetter is a go-getter Getter that reads one key from the store,
 // refusing more than max bytes.
 type storeGetter struct {
-	store store.Store
-	base  string
-	key   string
-	max   int64
-	ctx   context.Context
+	store  store.Store
+	scheme string
+	base   string
+	key    string
+	max    int64
 }
 
-func (g *storeGetter) ClientMode(*url.URL) (getter.ClientMode, error) {
-	return getter.ClientModeFile, nil
+func (g *storeGetter) Mode(context.Context, *url.URL) (getter.Mode, error) {
+	return getter.ModeFile, nil
 }
 
-func (g *storeGetter) Get(string, *url.URL) error {
+// Detect accepts only the exact bundle URL of this release, never a
+// forced getter.
+func (g *storeGetter) Detect(req *getter.Request) (bool, error) {
+	if req.Forced != "" {
+		return false, fmt.Errorf("forced getter %q refused", req.Forced)
+	}
+	return req.Src == g.base+g.key, nil
+}
+
+func (g *storeGetter) Get(context.Context, *getter.Request) error {
 	return errors.New("bundles are single files; directory mode is not supported")
 }
 
-func (g *storeGetter) SetClient(*getter.Client) {}
-
-func (g *storeGetter) GetFile(dst string, u *url.URL) error {
-	if u.String() != g.base+g.key {
-		return &trust.VerificationError{Check: "bundle location", Expected: g.base + g.key, Found: u.String()}
+func (g *storeGetter) GetFile(ctx context.Context, req *getter.Request) error {
+	u := req.URL()
+	if u == nil || u.String() != g.base+g.key {
+		return &trust.VerificationError{Check: "bundle location", Expected: g.base + g.key, Found: req.Src}
 	}
-	rc, _, err := g.store.Get(g.ctx, g.key, "")
+	dst := req.Dst
+	rc, _, err := g.store.Get(ctx, g.key, "")
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,11 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, e
 		return err
 	}
 	eco := filepath.Join(m.Home, "ecosystem.json")
+	// PM2_HOME is owner-only (as pm2() makes it); create it here first, or
+	// WriteFile would make it 0755.
+	if err := os.MkdirAll(m.Home, 0o700); err != nil {
+		return fmt.Errorf("creating PM2_HOME: %w", err)
+	}
 	// It holds resolved secrets: owner-only.
 	if err := state.WriteFile(eco, data, 0o600); err != nil {
 		return err

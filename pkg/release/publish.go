@@ -43,7 +43,11 @@ type Publisher struct {
 // LocalBundle is a bundle built on this machine, in a file.
 type LocalBundle struct {
 	Path   string
-	Result *bundle.Result
+	Name   string // file name in the store, under bundles/
+	SHA256 string
+	Size   int64
+	Source manifest.Source
+	Index  *bundle.Index
 }
 
 // Request is one publish.
@@ -80,7 +84,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{Env: env}
 	var ix *bundle.Index
 	if req.Bundle != nil {
-		b := req.Bundle.Result
+		b := req.Bundle
 		uploaded, err := p.uploadBundle(ctx, req.Bundle)
 		if err != nil {
 			return nil, err
@@ -205,7 +209,7 @@ func (p *Publisher) moveLatest(ctx context.Context, env string, seq uint64) erro
 // then its signature. A bundle name is never overwritten with other bytes:
 // older releases may point at it.
 func (p *Publisher) uploadBundle(ctx context.Context, lb *LocalBundle) (bool, error) {
-	b := lb.Result
+	b := lb
 	key := store.BundleKey(b.Name)
 	uploaded := false
 	if info, err := p.Store.Stat(ctx, key); err == nil {
@@ -252,7 +256,7 @@ func (p *Publisher) uploadBundle(ctx context.Context, lb *LocalBundle) (bool, er
 	return uploaded, nil
 }
 
-func (p *Publisher) sameBytes(ctx context.Context, key string, info store.Info, b *bundle.Result) (bool, error) {
+func (p *Publisher) sameBytes(ctx context.Context, key string, info store.Info, b *LocalBundle) (bool, error) {
 	if info.Size != b.Size {
 		return false, nil
 	}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/cohuron/deploy/internal/testenv"
-	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/gitbundle"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/signing"
@@ -87,11 +87,11 @@ func (f *fixture) localBundle(t *testing.T) *release.LocalBundle {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	res, err := bundle.Build(context.Background(), bundle.Options{Repo: f.repo}, out)
+	res, err := gitbundle.Build(context.Background(), gitbundle.Options{Repo: f.repo}, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &release.LocalBundle{Path: path, Result: res}
+	return &release.LocalBundle{Path: path, Name: res.Name, SHA256: res.SHA256, Size: res.Size, Source: res.Source, Index: res.Index}
 }
 
 func (f *fixture) verifyLatest(t *testing.T) *release.Verified {
@@ -262,8 +262,8 @@ func TestBundleIsNeverOverwritten(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	lb := f.localBundle(t)
-	key := store.BundleKey(lb.Result.Name)
-	other := bytes.Repeat([]byte{1}, int(lb.Result.Size))
+	key := store.BundleKey(lb.Name)
+	other := bytes.Repeat([]byte{1}, int(lb.Size))
 	if err := f.st.Put(ctx, key, bytes.NewReader(other), int64(len(other))); err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/sigstore/sigstore/pkg/signature/kms"
 	"github.com/sigstore/sigstore/pkg/signature/options"
-	// Registers the awskms:// provider with kms.Get.
-	_ "github.com/sigstore/sigstore/pkg/signature/kms/aws"
 )
 
 // PassFunc returns the password of an encrypted private key.
@@ -45,15 +42,12 @@ func IsKMSRef(ref string) bool {
 	return strings.HasPrefix(ref, "awskms://")
 }
 
-// LoadSigner opens a key file (cosign.key) or a KMS reference
-// (awskms:///alias/NAME). pass is asked only for an encrypted key file.
+// LoadSigner opens a key file (cosign.key). KMS references are opened by
+// kmssign.LoadSigner, kept apart so hosts that only verify do not link the
+// KMS clients. pass is asked only for an encrypted key file.
 func LoadSigner(ctx context.Context, ref string, pass PassFunc) (Signer, error) {
 	if IsKMSRef(ref) {
-		sv, err := kms.Get(ctx, ref, crypto.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("opening KMS key %s: %w", ref, err)
-		}
-		return sv, nil
+		return nil, fmt.Errorf("key reference %s: KMS keys are opened with kmssign.LoadSigner", ref)
 	}
 	if strings.Contains(ref, "://") {
 		return nil, fmt.Errorf("key reference %q: expected a key file path or awskms://…", ref)

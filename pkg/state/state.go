@@ -26,6 +26,11 @@ type Release struct {
 	Inputs  manifest.Inputs `json:"inputs"`
 	Spec    *manifest.Spec  `json:"spec,omitempty"`
 	Applied time.Time       `json:"applied"`
+
+	// BundleRef is the signed bundle reference, so the release can be
+	// reinstalled from the cache or the store (drift repair) without its
+	// manifest. Nil for an adopted tree and in older state files.
+	BundleRef *manifest.BundleRef `json:"bundleRef,omitempty"`
 }
 
 // Attempt is the outcome of the last converge.
@@ -228,8 +233,9 @@ func (st Store) Acquire() (*Lock, error) {
 		}
 		return nil, err
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// The pid is only for the "held by" message.
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return &Lock{f: f}, nil
 }
 
@@ -238,6 +244,6 @@ func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN) // closing releases it anyway
 	return l.f.Close()
 }

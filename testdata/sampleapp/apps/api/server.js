@@ -3,7 +3,7 @@
 const http = require('http');
 const port = Number(process.env.PORT || 4000);
 const version = process.env.APP_VERSION || require('./package.json').version;
-http.createServer((req, res) => {
+const server = http.createServer((req, res) => {
   if (req.url === '/api/health') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ status: 'ok', version, greeting: process.env.APP_GREETING || '' }));
@@ -17,3 +17,9 @@ http.createServer((req, res) => {
   res.writeHead(404, { 'content-type': 'text/plain' });
   res.end('not found\n');
 }).listen(port, process.env.HOST || '127.0.0.1');
+
+// Graceful stop: PM2 sends SIGINT on reload; finish in-flight requests
+// first, so a cluster reload drops none.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => server.close(() => process.exit(0)));
+}

@@ -1,4 +1,4 @@
-package bundle
+package gitbundle
 
 import (
 	"archive/tar"
@@ -24,6 +24,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 )
@@ -48,12 +49,12 @@ type Result struct {
 	SHA256  string // hex digest of the tar.gz bytes
 	Size    int64
 	Source  manifest.Source
-	Index   *Index
+	Index   *bundle.Index
 	Skipped []string // submodules and other entries not bundled, for the operator
 }
 
 type pending struct {
-	entry Entry
+	entry bundle.Entry
 	hash  plumbing.Hash
 }
 
@@ -154,19 +155,19 @@ func listFiles(tree *object.Tree, ignore gitignore.Matcher) ([]pending, []string
 		if excluded(name, ignore) {
 			continue
 		}
-		var e Entry
+		var e bundle.Entry
 		switch te.Mode {
 		case filemode.Regular, filemode.Deprecated:
-			e.Mode = ModeFile
+			e.Mode = bundle.ModeFile
 		case filemode.Executable:
-			e.Mode = ModeExec
+			e.Mode = bundle.ModeExec
 		case filemode.Symlink:
-			e.Mode, e.Link = ModeSymlink, true
+			e.Mode, e.Link = bundle.ModeSymlink, true
 		default: // submodules: their content is not in this repository
 			skipped = append(skipped, fmt.Sprintf("%s (mode %s)", name, te.Mode))
 			continue
 		}
-		if strings.ContainsAny(name, "\x00\\") || !isCleanRel(name) {
+		if strings.ContainsAny(name, "\x00\\") || !bundle.IsCleanPath(name) {
 			return nil, nil, fault.Rejected(fmt.Errorf("path %q cannot be bundled: expected a clean relative path", name))
 		}
 		e.Path = name
@@ -215,14 +216,14 @@ func loadIgnore(tree *object.Tree) (gitignore.Matcher, error) {
 }
 
 type blob struct {
-	entry Entry
+	entry bundle.Entry
 	data  []byte
 	err   error
 }
 
 // writeArchive reads blobs in one goroutine (go-git storage is not safe
 // for concurrent use) while this one hashes, tars and compresses.
-func writeArchive(ctx context.Context, repo *git.Repository, files []pending, mtime time.Time, w io.Writer) (*Index, error) {
+func writeArchive(ctx context.Context, repo *git.Repository, files []pending, mtime time.Time, w io.Writer) (*bundle.Index, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	blobs := make(chan blob, 256)
@@ -260,7 +261,7 @@ func writeArchive(ctx context.Context, repo *git.Repository, files []pending, mt
 		return nil, err
 	}
 	tw := tar.NewWriter(zw)
-	ix := &Index{Entries: make([]Entry, 0, len(files))}
+	ix := &bundle.Index{Entries: make([]bundle.Entry, 0, len(files))}
 	dirs := map[string]bool{}
 	for b := range blobs {
 		if b.err != nil {
@@ -307,7 +308,7 @@ func writeArchive(ctx context.Context, repo *git.Repository, files []pending, mt
 
 // header is the normalized tar header of an entry: no owner names or ids,
 // one timestamp, canonical modes.
-func header(e Entry, mtime time.Time) *tar.Header {
+func header(e bundle.Entry, mtime time.Time) *tar.Header {
 	h := &tar.Header{Name: e.Path, Mode: e.Mode, ModTime: mtime, Format: tar.FormatPAX}
 	if e.Link {
 		h.Typeflag = tar.TypeSymlink
@@ -327,7 +328,7 @@ func writeDirs(tw *tar.Writer, p string, mtime time.Time, done map[string]bool) 
 		return err
 	}
 	done[dir] = true
-	return tw.WriteHeader(&tar.Header{Name: dir + "/", Typeflag: tar.TypeDir, Mode: ModeDir, ModTime: mtime, Format: tar.FormatPAX})
+	return tw.WriteHeader(&tar.Header{Name: dir + "/", Typeflag: tar.TypeDir, Mode: bundle.ModeDir, ModTime: mtime, Format: tar.FormatPAX})
 }
 
 // checkLink refuses symlinks that leave the bundle: the host would refuse
@@ -341,10 +342,6 @@ func checkLink(p, target string) error {
 		return fault.Rejected(fmt.Errorf("symlink %s -> %q points outside the bundle", p, target))
 	}
 	return nil
-}
-
-func isCleanRel(p string) bool {
-	return p != "" && !path.IsAbs(p) && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
 
 func guessBranch(repo *git.Repository, ref string) string {

@@ -1,4 +1,4 @@
-package bundle_test
+package gitbundle_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cohuron/deploy/internal/testenv"
-	"github.com/cohuron/deploy/pkg/bundle"
+	"github.com/cohuron/deploy/pkg/gitbundle"
 )
 
 // realisticRepo makes a repository shaped like a pnpm monorepo: thousands
@@ -84,7 +84,7 @@ func BenchmarkBundleVsBaselines(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := bundle.Build(context.Background(), bundle.Options{Repo: repo, Ref: "HEAD"}, f)
+		res, err := gitbundle.Build(context.Background(), gitbundle.Options{Repo: repo, Ref: "HEAD"}, f)
 		f.Close()
 		if err != nil {
 			b.Fatal(err)

@@ -1,4 +1,4 @@
-package signing_test
+package kmssign_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/cohuron/deploy/pkg/signing"
+	"github.com/cohuron/deploy/pkg/signing/kmssign"
 )
 
 // fakeKMS answers the three AWS KMS calls sigstore's awskms:// signer makes
@@ -93,7 +94,7 @@ func TestKMSSigner(t *testing.T) {
 		t.Fatalf("IsKMSRef(%q) = false", ref)
 	}
 	ctx := context.Background()
-	signer, err := signing.LoadSigner(ctx, ref, nil)
+	signer, err := kmssign.LoadSigner(ctx, ref, nil)
 	if err != nil {
 		t.Fatalf("LoadSigner(%s): %v", ref, err)
 	}

@@ -1,4 +1,4 @@
-package bundle_test
+package gitbundle_test
 
 import (
 	"archive/tar"
@@ -17,6 +17,7 @@ import (
 	"github.com/cohuron/deploy/internal/testenv"
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/gitbundle"
 	"github.com/cohuron/deploy/pkg/manifest"
 )
 
@@ -50,10 +51,10 @@ func newSampleRepo(t *testing.T) string {
 	return dir
 }
 
-func build(t *testing.T, repo, ref string) (*bundle.Result, []byte) {
+func build(t *testing.T, repo, ref string) (*gitbundle.Result, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
-	res, err := bundle.Build(context.Background(), bundle.Options{Repo: repo, Ref: ref}, &buf)
+	res, err := gitbundle.Build(context.Background(), gitbundle.Options{Repo: repo, Ref: ref}, &buf)
 	if err != nil {
 		t.Fatalf("Build(%s, %s): %v", repo, ref, err)
 	}
@@ -196,7 +197,7 @@ func TestRefs(t *testing.T) {
 	if res, _ := build(t, repo, "HEAD"); !strings.HasPrefix(res.Name, "cohuron-feature-x-") {
 		t.Errorf("name %q: want the branch sanitized to feature-x", res.Name)
 	}
-	_, err := bundle.Build(context.Background(), bundle.Options{Repo: repo, Ref: "no-such-ref"}, io.Discard)
+	_, err := gitbundle.Build(context.Background(), gitbundle.Options{Repo: repo, Ref: "no-such-ref"}, io.Discard)
 	if fault.KindOf(err) != fault.KindUsage || !strings.Contains(err.Error(), "no-such-ref") {
 		t.Errorf("unknown ref: %v, want a usage error naming it", err)
 	}
@@ -208,7 +209,7 @@ func TestRefusesEscapingSymlink(t *testing.T) {
 		os.Symlink(target, filepath.Join(repo, "a/link"))
 		testenv.Git(t, repo, "add", "-A")
 		testenv.Git(t, repo, "commit", "-q", "-m", "link")
-		_, err := bundle.Build(context.Background(), bundle.Options{Repo: repo}, io.Discard)
+		_, err := gitbundle.Build(context.Background(), gitbundle.Options{Repo: repo}, io.Discard)
 		if fault.KindOf(err) != fault.KindRejected || !strings.Contains(err.Error(), "a/link") {
 			t.Errorf("symlink to %q: %v, want a rejection naming a/link", target, err)
 		}
@@ -259,7 +260,7 @@ func TestName(t *testing.T) {
 		"":                "cohuron-detached-abcdef1-20261125-131415.tar.gz",
 		"../../etc":       "cohuron-etc-abcdef1-20261125-131415.tar.gz",
 	} {
-		if got := bundle.Name(branch, "abcdef1234567890", ts); got != want {
+		if got := gitbundle.Name(branch, "abcdef1234567890", ts); got != want {
 			t.Errorf("Name(%q) = %q, want %q", branch, got, want)
 		}
 	}
