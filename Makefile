@@ -20,8 +20,9 @@ unit:
 fuzz: ## every fuzz target, briefly
 	./scripts/fuzz.sh $(FUZZTIME)
 
-bench: ## bundle build against git archive and tar -czf, as ratios
-	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/bundle/
+bench: deps ## bundle build vs git archive / tar -czf; agent vs a seed-style redeploy; as ratios
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/gitbundle/
+	$(GO) test -run '^$$' -bench BenchmarkAgent -benchtime 1x ./e2e/
 
 verify: ## gofmt, vet, go mod tidy, golangci-lint (depguard holds the layering)
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

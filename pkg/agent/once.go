@@ -104,6 +104,9 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 	case errors.Is(err, store.ErrNotModified):
 		// Nothing published: converge only if the host drifted.
 		if st.Current == nil || st.Current.Spec == nil {
+			if st.Last != nil && st.Last.Blocked != "" {
+				return nil, &Outcome{Result: ResultBlocked, Seq: st.Last.Seq, Blocked: st.Last.Blocked}, nil
+			}
 			return nil, &Outcome{Result: ResultUpToDate}, nil
 		}
 		obs, oerr := a.observe(ctx, st.Current.Bundle)

@@ -54,7 +54,15 @@ func (a *Agent) restore(ctx context.Context, rel *state.Release, failed *manifes
 		return err
 	}
 	if rel.Spec == nil {
-		// An adopted tree: the old deploy script's processes were not ours.
+		// An adopted tree: its processes were the old deploy script's, not
+		// ours; stop the ones the failed release started.
+		if failed != nil {
+			var names []string
+			for _, p := range failed.Processes {
+				names = append(names, p.Name)
+			}
+			return a.Procs.Stop(ctx, names)
+		}
 		return nil
 	}
 	keep := map[string]bool{}

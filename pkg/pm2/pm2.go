@@ -116,7 +116,11 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, e
 		args = append(args, "--only", strings.Join(names, ","))
 	}
 	if _, err := m.pm2(ctx, args...); err != nil {
-		return fmt.Errorf("starting %s: %w", strings.Join(names, ", "), err)
+		what := strings.Join(names, ", ")
+		if what == "" {
+			what = "all processes"
+		}
+		return fmt.Errorf("starting %s: %w", what, err)
 	}
 	return nil
 }
