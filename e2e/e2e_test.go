@@ -87,6 +87,7 @@ func TestAgent(t *testing.T) {
 			"httpget":  cmdHTTPGet,
 			"mkbucket": cmdMkbucket,
 			"putobj":   cmdPutobj,
+			"waitfor":  cmdWaitfor,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)
@@ -136,6 +137,28 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited %d, want %d", strings.Join(args[1:], " "), got, want)
 	}
+}
+
+// waitfor URL SUBSTRING TIMEOUT: poll a loopback URL until its body holds SUBSTRING.
+func cmdWaitfor(ts *testscript.TestScript, neg bool, args []string) {
+	limit, err := time.ParseDuration(args[2])
+	ts.Check(err)
+	deadline := time.Now().Add(limit)
+	last := ""
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(args[0]); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(body)
+			if strings.Contains(last, args[1]) {
+				return
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("%s did not show %q within %s; last: %s", args[0], args[1], limit, last)
 }
 
 // httpget URL: GET on loopback; the body goes to stdout.

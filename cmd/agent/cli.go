@@ -273,6 +273,11 @@ func (c *CLI) rollback(ctx context.Context, a *agent.Agent, to string) error {
 // run converges every interval (plus jitter) until stopped. Transient
 // errors back off; nothing but a lock conflict stops the loop.
 func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Logger) error {
+	lock, err := a.HoldDaemonLock()
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "off" {
 		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: a.Metrics, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
@@ -299,7 +304,10 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 	backoff := time.Duration(0)
 	ready := false
 	for {
-		out, err := a.Once(ctx)
+		// A stop request ends the loop between reconciles, never in the
+		// middle of one: a converge cut short would roll back for nothing.
+		// systemd's TimeoutStopSec (then SIGKILL and the journal) bounds it.
+		out, err := a.Once(context.WithoutCancel(ctx))
 		switch {
 		case errors.Is(err, context.Canceled):
 			return nil

@@ -94,6 +94,9 @@ func (a *Agent) Init() error {
 	return nil
 }
 
+// HoldDaemonLock is taken by `agent run` for its lifetime.
+func (a *Agent) HoldDaemonLock() (*state.Lock, error) { return a.states.AcquireDaemon() }
+
 func (a *Agent) releasesDir() string { return filepath.Join(a.Cfg.Backups, "releases") }
 func (a *Agent) cacheDir() string    { return filepath.Join(a.Cfg.StateDir, "bundles") }
 

@@ -215,12 +215,20 @@ type Lock struct{ f *os.File }
 // ErrLocked means another agent holds the lock.
 var ErrLocked = errors.New("another agent is running on this host")
 
-// Acquire takes the lock in dir without waiting.
-func (st Store) Acquire() (*Lock, error) {
+// Acquire takes the reconcile lock without waiting: one converge,
+// rollback or recovery at a time.
+func (st Store) Acquire() (*Lock, error) { return st.acquire("lock") }
+
+// AcquireDaemon takes the lock `agent run` holds for its lifetime, so a
+// second daemon on the host is refused (`agent once` and `agent rollback`
+// still work: they take only the reconcile lock).
+func (st Store) AcquireDaemon() (*Lock, error) { return st.acquire("daemon.lock") }
+
+func (st Store) acquire(name string) (*Lock, error) {
 	if err := os.MkdirAll(st.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(st.Dir, "lock")
+	path := filepath.Join(st.Dir, name)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
