@@ -78,6 +78,9 @@ func (a *Agent) record(ctx context.Context, st *state.State, at *state.Attempt) 
 	if at.Seq > st.Desired {
 		st.Desired = at.Seq
 	}
+	if st.Current != nil {
+		a.Metrics.CurrentSeq.Store(int64(st.Current.Seq))
+	}
 	a.save(st)
 	a.report(ctx, st)
 }
