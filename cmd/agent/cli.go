@@ -24,6 +24,7 @@ import (
 	"github.com/cohuron/deploy/pkg/pm2"
 	"github.com/cohuron/deploy/pkg/proc"
 	"github.com/cohuron/deploy/pkg/secrets"
+	"github.com/cohuron/deploy/pkg/state"
 	"github.com/cohuron/deploy/pkg/store/openstore"
 	"github.com/cohuron/deploy/pkg/systemd"
 	"github.com/cohuron/deploy/pkg/trust"
@@ -155,9 +156,9 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 		Cfg: agent.Config{StoreURL: cfg.Store, Env: cfg.Env, HostID: cfg.HostID, Root: cfg.Root,
 			Backups: cfg.Backups, StateDir: cfg.StateDir, Keep: cfg.Keep},
 		Store: st, Policy: pol, Fetch: f.Fetch,
-		Secrets: &secrets.Chain{File: &secrets.FileResolver{Root: cfg.SecretsDir}, AWS: &secrets.AWSResolver{Region: cfg.AWSRegion}},
+		Secrets: secretChain(cfg),
 		Procs:   procs,
-		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root},
+		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root, Now: c.now},
 		Now:     c.now, Log: log,
 		CrashAt: envvars.CrashAt.Get(),
 	}
@@ -309,10 +310,9 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 		// systemd's TimeoutStopSec (then SIGKILL and the journal) bounds it.
 		out, err := a.Once(context.WithoutCancel(ctx))
 		switch {
-		case errors.Is(err, context.Canceled):
-			return nil
-		case err != nil && strings.Contains(err.Error(), "another agent is running"):
-			return err
+		case errors.Is(err, state.ErrLocked):
+			// `agent once` or `agent rollback` by hand: let it finish.
+			log.Info("another reconcile is running; waiting for the next poll", "err", err)
 		case err != nil && fault.KindOf(err) == fault.KindTransient:
 			backoff = min(max(2*backoff, cfg.Interval.Duration), 5*time.Minute)
 			log.Warn("reconcile failed; will retry", "err", err, "in", backoff.String())
@@ -349,4 +349,14 @@ func (c *CLI) printJSON(v any) error {
 	enc := json.NewEncoder(c.out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// secretChain resolves {file: …} only when secretsDir names where such
+// files live, so a release cannot read arbitrary host files into an env.
+func secretChain(cfg Config) *secrets.Chain {
+	ch := &secrets.Chain{AWS: &secrets.AWSResolver{Region: cfg.AWSRegion}}
+	if cfg.SecretsDir != "" {
+		ch.File = &secrets.FileResolver{Root: cfg.SecretsDir}
+	}
+	return ch
 }

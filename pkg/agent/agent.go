@@ -60,7 +60,7 @@ type Agent struct {
 }
 
 // Journal points where a crash can be injected, in converge order.
-var CrashPoints = []string{"staging", "staged", "switching", "switched", "restarted", "rolling-back"}
+var CrashPoints = []string{"staging", "staged", "switching", "switched", "restarted", "committed", "rolling-back"}
 
 func (a *Agent) crashPoint(name string) {
 	if a.CrashAt == name {

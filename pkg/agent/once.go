@@ -267,10 +267,22 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		prev = nil // the current directory is gone: reinstall it in place
 	}
 
+	kind := state.KindUpgrade
+	switch {
+	case sameRelease:
+		kind = state.KindRepair
+	case prev == nil:
+		kind = state.KindInstall
+	}
+	var procNames []string
+	for _, pr := range rel.Spec.Processes {
+		procNames = append(procNames, pr.Name)
+	}
+
 	// Stage the new release directory next to the live one.
 	var envs map[string]map[string]string
 	if p.Has(plan.Extract, "") {
-		j := &state.Journal{Phase: state.PhaseStaging, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
+		j := &state.Journal{Phase: state.PhaseStaging, Kind: kind, Procs: procNames, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
 		if prev != nil {
 			j.PrevDir = prev.Dir
 		}
@@ -295,7 +307,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	}
 
 	// Switch, restart, check; any failure from here rolls back.
-	j := &state.Journal{Phase: state.PhaseSwitching, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
+	j := &state.Journal{Phase: state.PhaseSwitching, Kind: kind, Procs: procNames, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
 	if prev != nil && prev.Dir != newDir {
 		j.PrevDir = prev.Dir
 	}
@@ -333,10 +345,18 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	delete(st.CrashCount, strconv.FormatUint(rel.Seq, 10))
 	attempt.Result, attempt.Finished = ResultConverged, a.Now()
 	a.prune(st)
-	a.record(ctx, st, attempt)
+	// Commit: the state says "converged" first, then the journal goes; a
+	// crash in between is rolled forward by recover (state and journal
+	// name the same release). The report to the store comes last.
+	st.Last = attempt
+	if err := a.states.Save(st); err != nil {
+		return nil, err
+	}
+	a.crashPoint("committed")
 	if err := a.states.ClearJournal(); err != nil {
 		return nil, err
 	}
+	a.record(ctx, st, attempt)
 	a.Metrics.Converges.Add(1)
 	a.Metrics.LastConvergeSeconds.Store(int64(a.Now().Sub(start) / time.Millisecond))
 	out.Result = ResultConverged
@@ -607,6 +627,8 @@ func (a *Agent) fail(ctx context.Context, st *state.State, at *state.Attempt, ou
 		at.Blocked = "verification: " + blockedBy(err)
 		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
 		a.Metrics.Rejected.Add(1)
+	} else if _, bad := st.IsBad(at.Seq, at.Digest); bad {
+		at.Blocked = fmt.Sprintf("known-bad: seq %d failed: %v", at.Seq, err)
 	}
 	if _, bad := st.IsBad(at.Seq, at.Digest); !bad {
 		// Neither applied nor known bad: the next poll must read the

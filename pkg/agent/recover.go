@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/state"
 )
 
@@ -23,8 +24,13 @@ func (a *Agent) recover(ctx context.Context, st *state.State) error {
 	if err != nil || j == nil {
 		return err
 	}
-	a.Log.Warn("found an interrupted converge; recovering", "phase", j.Phase, "seq", j.Seq)
+	a.Log.Warn("found an interrupted converge; recovering", "phase", j.Phase, "kind", j.Kind, "seq", j.Seq)
 	a.Metrics.Recoveries.Add(1)
+	if st.Current != nil && st.Current.Dir == j.NewDir && st.Current.Digest == j.Digest && st.LastDigest == j.Digest && j.Phase != state.PhaseRollingBack {
+		// The converge was committed; only clearing the journal was lost.
+		a.Log.Info("recovery: the interrupted converge had completed; keeping it", "seq", j.Seq)
+		return a.states.ClearJournal()
+	}
 	key := strconv.FormatUint(j.Seq, 10)
 	if st.CrashCount == nil {
 		st.CrashCount = map[string]int{}
@@ -49,13 +55,19 @@ func (a *Agent) recover(ctx context.Context, st *state.State) error {
 				prev = &st.Previous[i]
 			}
 		}
+		var interrupted *manifest.Spec
+		if len(j.Procs) > 0 {
+			interrupted = &manifest.Spec{}
+			for _, name := range j.Procs {
+				interrupted.Processes = append(interrupted.Processes, manifest.Process{Name: name})
+			}
+		}
 		switch {
 		case prev != nil:
-			if err := a.restore(ctx, prev, nil); err != nil {
+			if err := a.restore(ctx, prev, interrupted); err != nil {
 				a.Log.Error("recovery: restoring the previous release failed", "to", prev.ID, "err", err)
-				st.Last = &state.Attempt{Seq: j.Seq, Started: j.Started, Finished: a.Now(), Result: "rollback-failed",
-					Error: "recovering from a crash: " + err.Error(), Blocked: "rollback failed: a human must look"}
-				a.save(st)
+				a.record(ctx, st, &state.Attempt{Seq: j.Seq, Started: j.Started, Finished: a.Now(), Result: "rollback-failed",
+					Error: "recovering from a crash: " + err.Error(), Blocked: "rollback failed: a human must look"})
 				return err
 			}
 			if st.Current == nil || st.Current.Dir != prev.Dir {
@@ -65,20 +77,36 @@ func (a *Agent) recover(ctx context.Context, st *state.State) error {
 			if j.NewDir != prev.Dir {
 				os.RemoveAll(j.NewDir)
 			}
-		default:
+		case j.Kind == state.KindInstall:
 			// A first install interrupted after its switch: nothing older
 			// to return to; remove it and install again.
+			if interrupted != nil {
+				a.stopQuietly(ctx, j.Procs)
+			}
 			if target, _, _ := a.rootTarget(); target == j.NewDir {
 				os.Remove(a.Cfg.Root)
 			}
 			if st.Current == nil || st.Current.Dir != j.NewDir {
 				os.RemoveAll(j.NewDir)
 			}
+		default:
+			// A repair of the running release: the next reconcile repairs
+			// again; nothing here is older or newer than it.
 		}
 	}
-	st.Last = &state.Attempt{Seq: j.Seq, Digest: j.Digest, Started: j.Started, Finished: a.Now(), Result: "interrupted",
-		Error: "the agent stopped during phase " + j.Phase + "; the host was returned to the previous release"}
 	st.LatestETag = "" // re-read latest: the interrupted release may be retried
-	a.save(st)
-	return a.states.ClearJournal()
+	if err := a.states.ClearJournal(); err != nil {
+		return err
+	}
+	a.record(ctx, st, &state.Attempt{Seq: j.Seq, Digest: j.Digest, Started: j.Started, Finished: a.Now(), Result: "interrupted",
+		Error: "the agent stopped during phase " + j.Phase + " (" + j.Kind + "); the host was returned to the release it ran before"})
+	return nil
+}
+
+// stopQuietly stops processes, logging failures: it runs on paths that
+// are already handling a failure.
+func (a *Agent) stopQuietly(ctx context.Context, names []string) {
+	if err := a.Procs.Stop(ctx, names); err != nil {
+		a.Log.Warn("stopping processes", "names", names, "err", err)
+	}
 }

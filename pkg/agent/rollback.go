@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/cohuron/deploy/pkg/fault"
@@ -126,6 +127,9 @@ func (a *Agent) Rollback(ctx context.Context, to string) (*state.Release, error)
 	}
 	target := st.Previous[idx]
 	cur := *st.Current
+	if fi, err := os.Stat(target.Dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("release %s is recorded but its directory %s is gone; choose another with --to", target.ID, target.Dir)
+	}
 	if err := a.states.WriteJournal(&state.Journal{Phase: state.PhaseSwitching, Seq: target.Seq, Digest: target.Digest, NewDir: target.Dir, PrevDir: cur.Dir, Started: a.Now()}); err != nil {
 		return nil, err
 	}
@@ -138,7 +142,11 @@ func (a *Agent) Rollback(ctx context.Context, to string) (*state.Release, error)
 	if cur.Seq > 0 {
 		st.MarkBad(cur.Seq, cur.Digest, "rolled back by hand to "+target.ID, a.Now())
 	}
-	st.Previous = append([]state.Release{cur}, append(st.Previous[:idx:idx], st.Previous[idx+1:]...)...)
+	// The release left behind is known bad now: it is not a rollback target.
+	st.Previous = append(st.Previous[:idx:idx], st.Previous[idx+1:]...)
+	if cur.Seq == 0 { // an adopted tree stays available
+		st.Previous = append([]state.Release{cur}, st.Previous...)
+	}
 	st.Current = &target
 	st.Rollback = &state.RollbackRecord{From: cur.ID, To: target.ID, Reason: "agent rollback", When: a.Now(), Manual: true}
 	a.Metrics.Rollbacks.Add(1)

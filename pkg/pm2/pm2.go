@@ -125,9 +125,17 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, e
 	return nil
 }
 
-// Stop deletes processes from PM2.
+// Stop deletes processes from PM2; a process PM2 does not know is
+// already stopped.
 func (m *Manager) Stop(ctx context.Context, names []string) error {
+	running, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
 	for _, n := range names {
+		if _, known := running[n]; !known {
+			continue
+		}
 		if _, err := m.pm2(ctx, "delete", n); err != nil {
 			return fmt.Errorf("stopping %s: %w", n, err)
 		}
@@ -137,7 +145,9 @@ func (m *Manager) Stop(ctx context.Context, names []string) error {
 
 // Status reads every process of this PM2_HOME.
 func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
-	out, err := m.pm2(ctx, "jlist")
+	// jlist prints every process's whole environment (resolved secrets
+	// included, ~5 KB per instance): keep all of it, and never quote it.
+	out, err := m.run(ctx, 64<<20, "jlist")
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +166,7 @@ func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
 	for rest := out; !decoded; {
 		i := bytes.IndexByte(rest, '[')
 		if i < 0 {
-			return nil, fmt.Errorf("reading pm2 jlist: no JSON list in its output: %q", tail(out))
+			return nil, fmt.Errorf("reading pm2 jlist: no JSON list in its %d bytes of output", len(out))
 		}
 		decoded = json.NewDecoder(bytes.NewReader(rest[i:])).Decode(&list) == nil
 		rest = rest[i+1:]
@@ -188,6 +198,10 @@ func (m *Manager) Kill(ctx context.Context) error {
 }
 
 func (m *Manager) pm2(ctx context.Context, args ...string) ([]byte, error) {
+	return m.run(ctx, 0, args...)
+}
+
+func (m *Manager) run(ctx context.Context, maxOutput int, args ...string) ([]byte, error) {
 	bin := m.Bin
 	if bin == "" {
 		bin = "pm2"
@@ -200,16 +214,9 @@ func (m *Manager) pm2(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("creating PM2_HOME: %w", err)
 	}
 	env := append(append([]string(nil), m.Env...), "PM2_HOME="+m.Home, "PM2_DISABLE_VERSION_CHECK=true")
-	res, err := m.Run(ctx, proc.Cmd{Name: bin, Args: args, Env: env, User: m.User, Timeout: timeout, Dir: m.Home})
+	res, err := m.Run(ctx, proc.Cmd{Name: bin, Args: args, Env: env, User: m.User, Timeout: timeout, Dir: m.Home, MaxOutput: maxOutput})
 	if err != nil {
 		return nil, fmt.Errorf("pm2 %s: %w", args[0], err)
 	}
 	return res.Output, nil
-}
-
-func tail(b []byte) string {
-	if len(b) > 300 {
-		b = b[len(b)-300:]
-	}
-	return string(b)
 }

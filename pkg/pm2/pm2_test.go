@@ -322,19 +322,21 @@ func TestApplyErrors(t *testing.T) {
 }
 
 func TestStop(t *testing.T) {
-	f := newFake(t, "", "0")
-	if err := f.m.Stop(context.Background(), []string{"a", "b"}); err != nil {
+	// PM2 knows a and b, not c: stopping c is a no-op, not an error.
+	f := newFake(t, `[{"name":"a","pid":1,"pm2_env":{"status":"online"}},{"name":"b","pid":2,"pm2_env":{"status":"online"}}]`, "0")
+	if err := f.m.Stop(context.Background(), []string{"a", "b", "c"}); err != nil {
 		t.Fatal(err)
 	}
 	home := "PM2_HOME=" + f.m.Home
 	pwd := "PWD=" + f.m.Home
-	want := []string{home, pwd, "arg=delete", "arg=a", home, pwd, "arg=delete", "arg=b"}
+	want := []string{home, pwd, "arg=jlist", home, pwd, "arg=delete", "arg=a", home, pwd, "arg=delete", "arg=b"}
 	if calls := f.calls(t); !reflect.DeepEqual(calls, want) {
 		t.Fatalf("pm2 called with %q, want %q", calls, want)
 	}
 
 	f = newFake(t, "[PM2][ERROR] Process or Namespace x not found\n", "1")
-	if err := f.m.Stop(context.Background(), []string{"x"}); err == nil || !strings.Contains(err.Error(), "stopping x") {
+	// A pm2 that fails every command: Stop cannot tell what runs, and says so.
+	if err := f.m.Stop(context.Background(), []string{"x"}); err == nil || !strings.Contains(err.Error(), "pm2 jlist") {
 		t.Fatalf("Stop with pm2 failing: %v", err)
 	}
 }

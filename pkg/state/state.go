@@ -112,13 +112,26 @@ func (st Store) Save(s *State) error { return WriteJSON(st.statePath(), s) }
 // Journal is a converge in progress. It is written before each phase, so
 // after a crash the agent knows what it was doing.
 type Journal struct {
-	Phase   string    `json:"phase"` // staging, switching, switched, rolling-back
+	Phase string `json:"phase"` // staging, switching, switched, rolling-back
+	// Kind is install (nothing older on the host), upgrade, or repair (the
+	// same release, reinstalled or restarted after drift).
+	Kind string `json:"kind"`
+	// Procs are the processes the new release declares, so recovery can
+	// stop the ones the previous release does not have.
+	Procs   []string  `json:"procs,omitempty"`
 	Seq     uint64    `json:"seq"`
 	Digest  string    `json:"digest"`
 	NewDir  string    `json:"newDir"`
 	PrevDir string    `json:"prevDir"` // "" on a first install
 	Started time.Time `json:"started"`
 }
+
+// Journal kinds.
+const (
+	KindInstall = "install"
+	KindUpgrade = "upgrade"
+	KindRepair  = "repair"
+)
 
 // Journal phases.
 const (

@@ -16,8 +16,9 @@ import (
 	"github.com/cohuron/deploy/pkg/state"
 )
 
-// Prefix starts the name of every unit this package writes.
-const Prefix = "cohuron-"
+// Prefix starts the name of every unit this package writes; it keeps the
+// app's units apart from the agent's own (cohuron-agent.service).
+const Prefix = "cohuron-app-"
 
 // Manager writes and drives the units.
 type Manager struct {
@@ -94,6 +95,9 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, _
 func (m *Manager) Stop(ctx context.Context, names []string) error {
 	for _, n := range names {
 		unit := Prefix + n + ".service"
+		if _, err := os.Stat(filepath.Join(m.unitDir(), unit)); os.IsNotExist(err) {
+			continue // never written, or already stopped
+		}
 		if _, err := m.systemctl(ctx, "stop", unit); err != nil {
 			return err
 		}

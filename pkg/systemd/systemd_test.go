@@ -62,10 +62,10 @@ func TestApplyStatusStop(t *testing.T) {
 	if err := m.Apply(ctx, "/opt/cohuron", spec, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "cohuron-cohuron-api.service")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "cohuron-app-cohuron-api.service")); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(calls, "; "); got != "systemctl daemon-reload; systemctl restart cohuron-cohuron-api.service cohuron-cohuron-web.service" {
+	if got := strings.Join(calls, "; "); got != "systemctl daemon-reload; systemctl restart cohuron-app-cohuron-api.service cohuron-app-cohuron-web.service" {
 		t.Fatalf("calls = %s", got)
 	}
 	st, err := m.Status(ctx)
@@ -82,7 +82,7 @@ func TestApplyStatusStop(t *testing.T) {
 	if err := m.Stop(ctx, []string{"cohuron-web"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "cohuron-cohuron-web.service")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "cohuron-app-cohuron-web.service")); !os.IsNotExist(err) {
 		t.Fatal("unit file of a stopped process remains")
 	}
 }
