@@ -87,12 +87,27 @@ func (c *CLI) Run(args []string) int {
 		}
 		return fault.ExitUsage
 	}
+	cf.statusOnly = name == "status"
 	cfg, err := cf.load()
 	if err != nil {
 		fmt.Fprintf(c.err, "agent %s: %v\n", name, err)
 		return fault.ExitUsage
 	}
 	log := c.logger(cfg)
+	if name == "status" {
+		// Status reads only the state directory: it must work when the
+		// store or the policy is what is broken.
+		a := &agent.Agent{Cfg: agent.Config{Env: cfg.Env, HostID: cfg.HostID, Root: cfg.Root, Backups: cfg.Backups, StateDir: cfg.StateDir}, Now: c.now, Log: log}
+		if err := a.Init(); err != nil {
+			fmt.Fprintf(c.err, "agent status: %v\n", err)
+			return fault.ExitUsage
+		}
+		if err := c.status(a, *asJSON); err != nil {
+			fmt.Fprintf(c.err, "agent status: %s\n", fault.Scrub(err.Error()))
+			return fault.ExitCode(err)
+		}
+		return fault.ExitOK
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := c.build(ctx, cfg, log)
@@ -105,8 +120,6 @@ func (c *CLI) Run(args []string) int {
 		err = c.once(ctx, a, *asJSON)
 	case "plan":
 		err = c.plan(ctx, a, *asJSON)
-	case "status":
-		err = c.status(a, *asJSON)
 	case "rollback":
 		err = c.rollback(ctx, a, *to)
 	case "run":

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cohuron/deploy/pkg/envvars"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/strictyaml"
 )
@@ -45,14 +46,17 @@ func defaults() Config {
 		Root: "/opt/cohuron", Backups: "/opt/cohuron-backups", StateDir: "/var/lib/cohuron-agent",
 		Interval: manifest.Duration{Duration: 30 * time.Second}, Jitter: manifest.Duration{Duration: 5 * time.Second},
 		HostID: host, MetricsAddr: "127.0.0.1:9464", Keep: 5, PM2: "pm2",
+		S3Endpoint: envvars.S3Endpoint.Get(),
 	}
 }
 
 // configFlags binds the flags that override the config file.
 type configFlags struct {
-	file string
-	set  func(*Config)
-	fs   *flag.FlagSet
+	// statusOnly: `agent status` needs only the state directory.
+	statusOnly bool
+	file       string
+	set        func(*Config)
+	fs         *flag.FlagSet
 }
 
 func addConfigFlags(fs *flag.FlagSet) *configFlags {
@@ -147,6 +151,9 @@ func (cf *configFlags) load() (Config, error) {
 		c.PM2Home = c.StateDir + "/pm2"
 	}
 	var missing []string
+	if cf.statusOnly {
+		return c, nil
+	}
 	if c.Store == "" {
 		missing = append(missing, "store (--store)")
 	}

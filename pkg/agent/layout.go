@@ -114,6 +114,7 @@ func (a *Agent) prune(st *state.State) {
 		if keep[dir] || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
+		os.Remove(a.envsPath(e.Name()))
 		if err := os.RemoveAll(dir); err != nil {
 			a.Log.Warn("pruning old release", "dir", dir, "err", err)
 		} else {

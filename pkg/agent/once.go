@@ -149,6 +149,17 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		}
 		return nil, &Outcome{Result: ResultRejected, Seq: hint, Blocked: blockedBy(err)}, err
 	}
+	if missing := unsupportedSteps(&v.Release.Spec); missing != "" {
+		// Not bad, not rejected: this agent cannot apply it yet. Running
+		// the rest without those steps would start unbuilt code.
+		err := fmt.Errorf("seq %d declares %s, which this agent does not run yet; the running release stays", v.Release.Seq, missing)
+		if !dryRun {
+			a.record(ctx, st, &state.Attempt{Seq: v.Release.Seq, Digest: v.Digest, Started: a.Now(), Result: ResultBlocked, Error: err.Error(), Blocked: "unsupported steps: " + missing})
+			st.LatestETag = info.ETag
+			a.save(st)
+		}
+		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "unsupported steps: " + missing}, err
+	}
 	if bad, ok := st.IsBad(v.Release.Seq, v.Digest); ok {
 		if !dryRun {
 			st.LatestETag = info.ETag
@@ -171,6 +182,25 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		st.LatestETag = info.ETag
 	}
 	return &desired{v: v, obs: obs}, nil, nil
+}
+
+// unsupportedSteps names the declared steps this agent cannot run yet
+// (dependencies, build hooks, compose, schema: the next milestone).
+func unsupportedSteps(spec *manifest.Spec) string {
+	var names []string
+	if spec.Install != nil {
+		names = append(names, "install")
+	}
+	if len(spec.Build) > 0 {
+		names = append(names, "build hooks")
+	}
+	if spec.Compose != nil {
+		names = append(names, "compose")
+	}
+	if spec.Schema != nil {
+		names = append(names, "schema")
+	}
+	return strings.Join(names, ", ")
 }
 
 func readHint(rc io.ReadCloser) (uint64, error) {
@@ -301,7 +331,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	} else if st.Current != nil {
 		newDir = st.Current.Dir
 		var err error
-		if envs, err = readEnvs(newDir); err != nil {
+		if envs, err = a.readEnvs(newDir); err != nil {
 			return a.fail(ctx, st, attempt, out, err)
 		}
 	}
@@ -395,12 +425,17 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 		if err != nil {
 			return nil, err
 		}
+		// The tree comes from the app repository: a symlinked directory
+		// could send secrets somewhere served. Refuse links on the way.
+		if err := noLinksOnPath(tmp, ef.Path); err != nil {
+			return nil, err
+		}
 		if err := state.WriteFile(filepath.Join(tmp, ef.Path), data, 0o640); err != nil {
 			return nil, fmt.Errorf("writing env file %s: %w", ef.Path, err)
 		}
 		envs[ef.Path] = vals
 	}
-	if err := writeEnvs(tmp, envs); err != nil {
+	if err := a.writeEnvs(filepath.Base(newDir), envs); err != nil {
 		return nil, err
 	}
 	// The tree must be on disk before the journal moves past staging.
@@ -413,21 +448,27 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 	return envs, syncDir(filepath.Dir(newDir))
 }
 
-// envsFile keeps the resolved env files with the release, readable only
-// by the agent, so a rollback restores them without reaching SSM.
-const envsFile = ".cohuron-agent/env.json"
+// envsPath keeps the resolved env files of a release in the agent's own
+// state directory (owner-only), so a rollback restores them without
+// reaching SSM, and they never sit in the release tree the app serves.
+func (a *Agent) envsPath(id string) string {
+	return filepath.Join(a.Cfg.StateDir, "envs", id+".json")
+}
 
-func writeEnvs(dir string, envs map[string]map[string]string) error {
+func (a *Agent) writeEnvs(id string, envs map[string]map[string]string) error {
 	data, err := json.Marshal(envs)
 	if err != nil {
 		return err
 	}
-	return state.WriteFile(filepath.Join(dir, envsFile), data, 0o600)
+	if err := os.MkdirAll(filepath.Dir(a.envsPath(id)), 0o700); err != nil {
+		return err
+	}
+	return state.WriteFile(a.envsPath(id), data, 0o600)
 }
 
-func readEnvs(dir string) (map[string]map[string]string, error) {
+func (a *Agent) readEnvs(dir string) (map[string]map[string]string, error) {
 	envs := map[string]map[string]string{}
-	data, err := os.ReadFile(filepath.Join(dir, envsFile))
+	data, err := os.ReadFile(a.envsPath(filepath.Base(dir)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return envs, nil // an adopted tree: its env files are already in place
 	}
@@ -435,6 +476,30 @@ func readEnvs(dir string) (map[string]map[string]string, error) {
 		return nil, err
 	}
 	return envs, json.Unmarshal(data, &envs)
+}
+
+// noLinksOnPath refuses a relative path under root whose directories
+// include a symlink.
+func noLinksOnPath(root, rel string) error {
+	dir := root
+	parts := strings.Split(filepath.Dir(rel), "/")
+	for _, part := range parts {
+		if part == "." || part == "" {
+			continue
+		}
+		dir = filepath.Join(dir, part)
+		fi, err := os.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // created fresh below
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fault.Rejected(fmt.Errorf("env file %s: %s in the bundle is a symlink; env files are never written through links", rel, strings.TrimPrefix(dir, root+"/")))
+		}
+	}
+	return nil
 }
 
 // bundleFile returns a verified local copy of the release's bundle,

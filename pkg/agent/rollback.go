@@ -85,7 +85,7 @@ func (a *Agent) restore(ctx context.Context, rel *state.Release, failed *manifes
 			}
 		}
 	}
-	envs, err := readEnvs(rel.Dir)
+	envs, err := a.readEnvs(rel.Dir)
 	if err != nil {
 		return err
 	}

@@ -21,9 +21,12 @@ import (
 )
 
 const (
-	prodFile       = "../../manifests/prod.yaml"
-	demoFile       = "../../testdata/demo/demo.yaml"
-	schemaOrderTxt = "../../../shared/cohuron-schema-order.txt"
+	prodFile = "../../manifests/prod.yaml"
+	demoFile = "../../testdata/demo/demo.yaml"
+	// A copy of the real app's import order, kept in the repo; when the
+	// team's shared/ briefing sits beside the checkout the copy must match it.
+	schemaOrderTxt       = "../../testdata/cohuron-schema-order.txt"
+	sharedSchemaOrderTxt = "../../../shared/cohuron-schema-order.txt"
 )
 
 func readFile(t testing.TB, name string) []byte {
@@ -166,11 +169,21 @@ func TestParseProd(t *testing.T) {
 	}
 }
 
+func TestSchemaOrderCopyMatchesShared(t *testing.T) {
+	shared, err := os.ReadFile(sharedSchemaOrderTxt)
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skipf("%s not beside this checkout; the repo copy is checked by TestProdSchemaOrder", sharedSchemaOrderTxt)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copyData := readFile(t, schemaOrderTxt); !bytes.Equal(copyData, shared) {
+		t.Fatalf("%s differs from %s: update the copy", schemaOrderTxt, sharedSchemaOrderTxt)
+	}
+}
+
 func TestProdSchemaOrder(t *testing.T) {
 	f, err := os.Open(schemaOrderTxt)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s not present", schemaOrderTxt)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
