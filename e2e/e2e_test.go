@@ -88,6 +88,7 @@ func TestAgent(t *testing.T) {
 			"mkbucket": cmdMkbucket,
 			"putobj":   cmdPutobj,
 			"waitfor":  cmdWaitfor,
+			"rmobj":    cmdRmobj,
 			"sleep": func(ts *testscript.TestScript, neg bool, args []string) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)
@@ -184,6 +185,14 @@ func s3(ts *testscript.TestScript, bucket string) *s3store.Store {
 	s, err := s3store.Open(context.Background(), bucket, "e2e", s3store.Options{Endpoint: ts.Getenv("AWS_ENDPOINT_URL_S3")})
 	ts.Check(err)
 	return s
+}
+
+// rmobj BUCKET KEY...: delete objects under the e2e prefix (to fake a store rolled back by an attacker).
+func cmdRmobj(ts *testscript.TestScript, neg bool, args []string) {
+	s := s3(ts, args[0])
+	for _, k := range args[1:] {
+		ts.Check(s.Delete(context.Background(), k))
+	}
 }
 
 // mkbucket NAME

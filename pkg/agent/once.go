@@ -132,6 +132,15 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 	if err != nil {
 		return nil, nil, fault.Transient(err)
 	}
+	if hint < st.LastSeq {
+		// The hint is unsigned and racing publishers can move it back:
+		// take the newest release in the store. Only when nothing there is
+		// as new as what this host applied is it a replay.
+		if seqs, lerr := release.Seqs(ctx, a.Store, a.Cfg.Env); lerr == nil && len(seqs) > 0 && seqs[len(seqs)-1] >= st.LastSeq {
+			a.Log.Warn("latest hint is behind the newest release; using the newest", "hint", hint, "newest", seqs[len(seqs)-1])
+			hint = seqs[len(seqs)-1]
+		}
+	}
 	if !dryRun && st.Current != nil && hint == st.Current.Seq && info.ETag != "" {
 		st.LatestETag = info.ETag
 	}
@@ -519,8 +528,7 @@ func (a *Agent) bundleFile(ctx context.Context, rel *manifest.Release) (string, 
 			return err
 		}
 		defer f.Close()
-		_, err = release.VerifyBundleStream(f, rel, a.Policy, sigs)
-		return err
+		return release.VerifyBundleDigest(f, rel, a.Policy, sigs)
 	}
 	if _, err := os.Stat(path); err == nil {
 		if err := verify(path); err == nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
@@ -59,41 +60,29 @@ func FetchLatestVerified(ctx context.Context, st store.Store, env string, pol *t
 	return FetchVerified(ctx, st, env, seq, pol, exp)
 }
 
-// VerifyBundleStream reads a bundle from r, refusing more bytes than the
-// release pins, and checks its digest, its detached signature and its
-// file count and unpacked size against the release. It returns the index.
-func VerifyBundleStream(r io.Reader, rel *manifest.Release, pol *trust.Policy, sigs [][]byte) (*bundle.Index, error) {
+// VerifyBundleDigest reads a bundle from r, refusing more bytes than the
+// release pins, and checks its size, its sha256 and its detached
+// signature. It parses nothing: the bytes are not trusted until it returns.
+func VerifyBundleDigest(r io.Reader, rel *manifest.Release, pol *trust.Policy, sigs [][]byte) error {
 	h := sha256.New()
-	lr := &io.LimitedReader{R: r, N: rel.Bundle.Size + 1}
-	tee := io.TeeReader(lr, h)
-	ix, ixErr := bundle.ReadIndex(tee, bundle.ReadLimits{Files: rel.Bundle.Files, UnpackedBytes: rel.Bundle.Unpacked})
-	// Hash what the tar reader did not need (padding, trailing bytes).
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return nil, fmt.Errorf("reading bundle %s: %w", rel.Bundle.Key, err)
+	n, err := io.Copy(h, io.LimitReader(r, rel.Bundle.Size+1))
+	if err != nil {
+		return fmt.Errorf("reading bundle %s: %w", rel.Bundle.Key, err)
 	}
-	size := rel.Bundle.Size + 1 - lr.N
-	if size != rel.Bundle.Size {
-		return nil, &trust.VerificationError{Check: "bundle size", Expected: fmt.Sprintf("%d bytes (signed)", rel.Bundle.Size), Found: fmt.Sprintf("%d bytes", size)}
+	if n != rel.Bundle.Size {
+		return &trust.VerificationError{Check: "bundle size", Expected: fmt.Sprintf("%d bytes (signed)", rel.Bundle.Size), Found: fmt.Sprintf("%d bytes", n)}
 	}
 	digest := h.Sum(nil)
 	if got := hex.EncodeToString(digest); got != rel.Bundle.SHA256 {
-		return nil, &trust.VerificationError{Check: "bundle digest", Expected: "sha256 " + rel.Bundle.SHA256 + " (signed)", Found: "sha256 " + got}
+		return &trust.VerificationError{Check: "bundle digest", Expected: "sha256 " + rel.Bundle.SHA256 + " (signed)", Found: "sha256 " + got}
 	}
-	if _, err := pol.VerifyDigest("bundle "+rel.Bundle.Key, digest, sigs); err != nil {
-		return nil, err
-	}
-	if ixErr != nil {
-		return nil, fault.Rejected(fmt.Errorf("bundle %s: %w", rel.Bundle.Key, ixErr))
-	}
-	if len(ix.Entries) != rel.Bundle.Files || ix.Unpacked() != rel.Bundle.Unpacked {
-		return nil, &trust.VerificationError{Check: "bundle contents",
-			Expected: fmt.Sprintf("%d files, %d bytes unpacked (signed)", rel.Bundle.Files, rel.Bundle.Unpacked),
-			Found:    fmt.Sprintf("%d files, %d bytes", len(ix.Entries), ix.Unpacked())}
-	}
-	return ix, nil
+	_, err = pol.VerifyDigest("bundle "+rel.Bundle.Key, digest, sigs)
+	return err
 }
 
-// VerifyBundle fetches the release's bundle from the store and verifies it.
+// VerifyBundle fetches the release's bundle from the store into a temp
+// file, verifies its digest and signature, and only then indexes it and
+// checks its file count and unpacked size against the release.
 func VerifyBundle(ctx context.Context, st store.Store, rel *manifest.Release, pol *trust.Policy) (*bundle.Index, error) {
 	sigs, err := ReadSigs(ctx, st, rel.Bundle.Key)
 	if err != nil {
@@ -103,6 +92,29 @@ func VerifyBundle(ctx context.Context, st store.Store, rel *manifest.Release, po
 	if err != nil {
 		return nil, fmt.Errorf("fetching bundle: %w", err)
 	}
-	defer rc.Close()
-	return VerifyBundleStream(rc, rel, pol, sigs)
+	tmp, err := os.CreateTemp("", "bundle-*.tar.gz")
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	err = VerifyBundleDigest(io.TeeReader(rc, tmp), rel, pol, sigs)
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	ix, err := bundle.ReadIndex(tmp, bundle.ReadLimits{Files: rel.Bundle.Files, UnpackedBytes: rel.Bundle.Unpacked})
+	if err != nil {
+		return nil, fault.Rejected(fmt.Errorf("bundle %s: %w", rel.Bundle.Key, err))
+	}
+	if len(ix.Entries) != rel.Bundle.Files || ix.Unpacked() != rel.Bundle.Unpacked {
+		return nil, &trust.VerificationError{Check: "bundle contents",
+			Expected: fmt.Sprintf("%d files, %d bytes unpacked (signed)", rel.Bundle.Files, rel.Bundle.Unpacked),
+			Found:    fmt.Sprintf("%d files, %d bytes", len(ix.Entries), ix.Unpacked())}
+	}
+	return ix, nil
 }

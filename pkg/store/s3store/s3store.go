@@ -215,3 +215,16 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Delete removes an object (tests and maintenance; the Store interface has
+// no delete: releases are immutable).
+func (s *Store) Delete(ctx context.Context, key string) error {
+	k, err := s.key(key)
+	if err != nil {
+		return err
+	}
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil {
+		return s.classify(key, err)
+	}
+	return nil
+}
