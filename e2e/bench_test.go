@@ -21,12 +21,12 @@ import (
 // benchHost is one scratch "host": a directory store, keys, the sample
 // app repository, an agent config, a PM2 daemon of its own.
 type benchHost struct {
-	b                  *testing.B
+	b                  testing.TB
 	dir, port, pm2Home string
 	path               string
 }
 
-func newBenchHost(b *testing.B) *benchHost {
+func newBenchHost(b testing.TB) *benchHost {
 	pm2 := testenv.Bin(b, "pm2")
 	node := testenv.Bin(b, "node")
 	testenv.Bin(b, "pnpm")
