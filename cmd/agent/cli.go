@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -284,6 +285,10 @@ func (c *CLI) rollback(ctx context.Context, a *agent.Agent, to string) error {
 	return nil
 }
 
+// maxReconcile bounds one reconcile for the watchdog: install and build
+// steps may take minutes, never this long.
+const maxReconcile = 30 * time.Minute
+
 // run converges every interval (plus jitter) until stopped. Transient
 // errors back off; nothing but a lock conflict stops the loop.
 func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Logger) error {
@@ -301,6 +306,11 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 		}()
 		defer srv.Close()
 	}
+	// The watchdog is fed only while the loop makes progress: a reconcile
+	// stuck longer than maxReconcile stops the pings and systemd restarts
+	// the agent (the journal then recovers the host).
+	var beat atomic.Int64
+	beat.Store(c.now().UnixNano())
 	if wd := watchdogInterval(); wd > 0 {
 		go func() {
 			t := time.NewTicker(wd)
@@ -310,7 +320,9 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					sdNotify("WATCHDOG=1")
+					if c.now().Sub(time.Unix(0, beat.Load())) < maxReconcile {
+						sdNotify("WATCHDOG=1")
+					}
 				}
 			}
 		}()
@@ -321,7 +333,9 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 		// A stop request ends the loop between reconciles, never in the
 		// middle of one: a converge cut short would roll back for nothing.
 		// systemd's TimeoutStopSec (then SIGKILL and the journal) bounds it.
+		beat.Store(c.now().UnixNano())
 		out, err := a.Once(context.WithoutCancel(ctx))
+		beat.Store(c.now().UnixNano())
 		switch {
 		case errors.Is(err, state.ErrLocked):
 			// `agent once` or `agent rollback` by hand: let it finish.
@@ -348,6 +362,10 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 		wait := max(backoff, cfg.Interval.Duration)
 		if j := cfg.Jitter.Duration; j > 0 {
 			wait += rand.N(j)
+		}
+		if err != nil || (out != nil && out.Result != agent.ResultUpToDate) {
+			// Say when the next try is (agent status: "next poll").
+			a.NoteNextPoll(c.now().Add(wait))
 		}
 		select {
 		case <-ctx.Done():

@@ -136,3 +136,20 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", c.name, c.help, c.name, c.kind, c.name, c.v)
 	}
 }
+
+// NoteNextPoll records when the daemon polls next, for `agent status`.
+// It is called only after a reconcile that changed or failed something,
+// never on an idle poll; if a reconcile holds the lock it is skipped.
+func (a *Agent) NoteNextPoll(t time.Time) {
+	lock, err := a.states.Acquire()
+	if err != nil {
+		return
+	}
+	defer lock.Release()
+	st, err := a.states.Load()
+	if err != nil {
+		return
+	}
+	st.NextPoll = t.UTC()
+	a.save(st)
+}
