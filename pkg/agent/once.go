@@ -53,23 +53,34 @@ type desired struct {
 // Once runs one reconcile: it returns without any store request beyond
 // the conditional GET, and without writing anything, when nothing changed.
 func (a *Agent) Once(ctx context.Context) (*Outcome, error) {
-	lock, err := a.states.Acquire()
+	lock, st, err := a.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
-	st, err := a.states.Load()
-	if err != nil {
-		return nil, err
-	}
-	if err := a.recover(ctx, st); err != nil {
-		return nil, err
-	}
 	d, out, err := a.poll(ctx, st, false)
 	if err != nil || out != nil {
 		return out, err
 	}
 	return a.converge(ctx, st, d)
+}
+
+// begin starts anything that changes the host: it takes the reconcile
+// lock, loads the state and finishes a converge a crash interrupted.
+func (a *Agent) begin(ctx context.Context) (*state.Lock, *state.State, error) {
+	lock, err := a.states.Acquire()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := a.states.Load()
+	if err == nil {
+		err = a.recover(ctx, st)
+	}
+	if err != nil {
+		lock.Release()
+		return nil, nil, err
+	}
+	return lock, st, nil
 }
 
 // Plan computes what Once would do, changing nothing on the host or in

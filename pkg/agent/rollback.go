@@ -99,15 +99,11 @@ func (a *Agent) restore(ctx context.Context, rel *state.Release, failed *manifes
 // to is empty), and marks the current one bad so the loop does not
 // re-apply it until a newer seq is published.
 func (a *Agent) Rollback(ctx context.Context, to string) (*state.Release, error) {
-	lock, err := a.states.Acquire()
+	lock, st, err := a.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
-	st, err := a.states.Load()
-	if err != nil {
-		return nil, err
-	}
 	if st.Current == nil {
 		return nil, fault.Usage(errors.New("nothing to roll back: no release is installed"))
 	}
