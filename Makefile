@@ -10,7 +10,7 @@ demo: ## publish and verify the sample app on a local directory store (no cloud 
 
 test: deps unit fuzz ## install what the tests need, then run them all (CI runs this)
 
-deps: ## MinIO, cosign, git, unshare: installed once into $(COHURON_TEST_BIN)
+deps: ## git, unshare, node/npm (Debian); MinIO, cosign (Go); PM2, pnpm (npm): installed once, idempotently
 	./scripts/install-test-deps.sh
 
 unit:

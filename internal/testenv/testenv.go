@@ -10,11 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cohuron/deploy/pkg/envvars"
+	"github.com/cohuron/deploy/pkg/proc"
 )
 
 // InCI reports whether missing components must fail tests.
@@ -111,31 +111,25 @@ func StartMinIO(t testing.TB) *MinIO {
 		AccessKey: "test" + rand.Text()[:8],
 		SecretKey: rand.Text(),
 	}
-	cmd := exec.Command(bin, "server", filepath.Join(dir, "data"),
-		"--address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--quiet")
-	cmd.Env = append(os.Environ(),
-		"MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "HOME="+dir)
 	logf, err := os.Create(filepath.Join(dir, "minio.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(context.Background(), proc.Cmd{
+		Name: bin,
+		Args: []string{"server", filepath.Join(dir, "data"),
+			"--address", fmt.Sprintf("127.0.0.1:%d", port),
+			"--console-address", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--quiet"},
+		Env: append(os.Environ(),
+			"MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
+			"MINIO_BROWSER=off", "MINIO_UPDATE=off", "HOME="+dir),
+		Output: logf,
+	})
+	if err != nil {
 		t.Fatalf("starting minio: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
+		p.Stop(10 * time.Second)
 		logf.Close()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -149,9 +143,9 @@ func StartMinIO(t testing.TB) *MinIO {
 			}
 		}
 		select {
-		case err := <-exited:
+		case <-p.Done():
 			log, _ := os.ReadFile(filepath.Join(dir, "minio.log"))
-			t.Fatalf("minio exited early: %v\n%s", err, log)
+			t.Fatalf("minio exited early: %v\n%s", p.Wait(), log)
 		case <-ctx.Done():
 			log, _ := os.ReadFile(filepath.Join(dir, "minio.log"))
 			t.Fatalf("minio not ready after 60s\n%s", log)

@@ -49,7 +49,7 @@ func (a *Agent) switchRoot(dir string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("switching %s to %s: %w", a.Cfg.Root, dir, err)
 	}
-	return syncDir(filepath.Dir(a.Cfg.Root))
+	return state.SyncDir(filepath.Dir(a.Cfg.Root))
 }
 
 // adopt turns a plain root directory (the old deploy script's) into the
@@ -74,7 +74,7 @@ func (a *Agent) adopt() (*state.Release, error) {
 		return nil, fmt.Errorf("adopting %s: %w", a.Cfg.Root, err)
 	}
 	a.Log.Info("adopted the existing release tree as the first backup", "root", a.Cfg.Root, "backup", dst)
-	return &state.Release{ID: id, Dir: dst, Applied: a.Now()}, syncDir(filepath.Dir(a.Cfg.Root))
+	return &state.Release{ID: id, Dir: dst, Applied: a.Now()}, state.SyncDir(filepath.Dir(a.Cfg.Root))
 }
 
 // recoverRoot repairs a root left missing by a crash during adoption.
@@ -121,15 +121,6 @@ func (a *Agent) prune(st *state.State) {
 			a.Log.Info("pruned old release", "dir", dir)
 		}
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // syncFS flushes the filesystem holding dir (one syncfs call instead of an

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,7 +119,7 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 			}
 			return nil, &Outcome{Result: ResultUpToDate}, nil
 		}
-		obs, oerr := a.observe(ctx, st.Current.Bundle)
+		obs, oerr := a.observe(ctx, st, st.Current.Bundle)
 		if oerr != nil {
 			return nil, nil, oerr
 		}
@@ -151,9 +150,6 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 			a.Log.Warn("latest hint is behind the newest release; using the newest", "hint", hint, "newest", seqs[len(seqs)-1])
 			hint = seqs[len(seqs)-1]
 		}
-	}
-	if !dryRun && st.Current != nil && hint == st.Current.Seq && info.ETag != "" {
-		st.LatestETag = info.ETag
 	}
 	exp := trust.Expect{Env: a.Cfg.Env, Now: a.Now(), Last: trust.Applied{Seq: st.LastSeq, Digest: st.LastDigest}}
 	v, err := release.FetchVerified(ctx, a.Store, a.Cfg.Env, hint, a.Policy, exp)
@@ -187,7 +183,7 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		}
 		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "known-bad: " + bad.Reason}, nil
 	}
-	obs, err := a.observe(ctx, v.Release.Bundle.SHA256)
+	obs, err := a.observe(ctx, st, v.Release.Bundle.SHA256)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -229,11 +225,7 @@ func readHint(rc io.ReadCloser) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the latest hint: %w", err)
 	}
-	seq, err := strconv.ParseUint(string(bytes.TrimSpace(buf)), 10, 64)
-	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("latest hint holds %q: expected a release seq", bytes.TrimSpace(buf))
-	}
-	return seq, nil
+	return release.ParseHint(buf)
 }
 
 func blockedBy(err error) string {
@@ -258,17 +250,13 @@ func currentAsRelease(cur *state.Release) *manifest.Release {
 }
 
 // observe looks at the host as it really is.
-func (a *Agent) observe(ctx context.Context, bundleSHA string) (plan.Observed, error) {
+func (a *Agent) observe(ctx context.Context, st *state.State, bundleSHA string) (plan.Observed, error) {
 	var obs plan.Observed
 	target, plain, err := a.rootTarget()
 	if err != nil {
 		return obs, err
 	}
 	obs.RootTarget, obs.RootIsPlainDir = target, plain
-	st, err := a.states.Load()
-	if err != nil {
-		return obs, err
-	}
 	if st.Current != nil {
 		if fi, err := os.Stat(st.Current.Dir); err == nil && fi.IsDir() {
 			obs.CurrentDirOK = true
@@ -366,7 +354,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		return nil, err
 	}
 	a.crashPoint("switching")
-	err := a.activate(ctx, p, &rel.Spec, newDir, envs, restartCounts(d.obs))
+	err := a.activate(ctx, j, p, &rel.Spec, newDir, envs, restartCounts(d.obs))
 	if err != nil {
 		if sameRelease {
 			a.clearJournal()
@@ -408,7 +396,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	}
 	a.record(ctx, st, attempt)
 	a.Metrics.Converges.Add(1)
-	a.Metrics.LastConvergeSeconds.Store(int64(a.Now().Sub(start) / time.Millisecond))
+	a.Metrics.LastConvergeMillis.Store(int64(a.Now().Sub(start) / time.Millisecond))
 	out.Result = ResultConverged
 	a.Log.Info("converged", "seq", rel.Seq, "dir", newDir, "took", a.Now().Sub(start).String())
 	return out, nil
@@ -465,7 +453,7 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 	if err := os.Rename(tmp, newDir); err != nil {
 		return nil, err
 	}
-	return envs, syncDir(filepath.Dir(newDir))
+	return envs, state.SyncDir(filepath.Dir(newDir))
 }
 
 // envsPath keeps the resolved env files of a release in the agent's own
@@ -586,18 +574,15 @@ func (a *Agent) pruneCache(keep string) {
 }
 
 // activate switches the root to dir and restarts and checks what the plan says.
-func (a *Agent) activate(ctx context.Context, p plan.Plan, spec *manifest.Spec, dir string, envs map[string]map[string]string, restarts map[string]int) error {
+func (a *Agent) activate(ctx context.Context, j *state.Journal, p plan.Plan, spec *manifest.Spec, dir string, envs map[string]map[string]string, restarts map[string]int) error {
 	if target, _, _ := a.rootTarget(); target != dir {
 		if err := a.switchRoot(dir); err != nil {
 			return err
 		}
 	}
-	j, _ := a.states.LoadJournal()
-	if j != nil {
-		j.Phase = state.PhaseSwitched
-		if err := a.states.WriteJournal(j); err != nil {
-			return err
-		}
+	j.Phase = state.PhaseSwitched
+	if err := a.states.WriteJournal(j); err != nil {
+		return err
 	}
 	a.crashPoint("switched")
 	var stop, restart []string

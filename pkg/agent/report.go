@@ -109,7 +109,7 @@ func (a *Agent) report(ctx context.Context, st *state.State) {
 // Metrics are the agent's Prometheus counters and gauges.
 type Metrics struct {
 	Polls, Converges, Rollbacks, Rejected, HealthFailures, StoreErrors, Recoveries atomic.Int64
-	LastConvergeSeconds                                                            atomic.Int64 // milliseconds, despite the name kept for the exposition below
+	LastConvergeMillis                                                             atomic.Int64
 	CurrentSeq, Up                                                                 atomic.Int64
 }
 
@@ -131,7 +131,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		{"cohuron_agent_store_errors_total", "Store requests that failed.", "counter", m.StoreErrors.Load()},
 		{"cohuron_agent_recoveries_total", "Interrupted converges recovered at start.", "counter", m.Recoveries.Load()},
 		{"cohuron_agent_current_seq", "Seq of the release running on this host.", "gauge", m.CurrentSeq.Load()},
-		{"cohuron_agent_last_converge_milliseconds", "Duration of the last successful converge.", "gauge", m.LastConvergeSeconds.Load()},
+		{"cohuron_agent_last_converge_milliseconds", "Duration of the last successful converge.", "gauge", m.LastConvergeMillis.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", c.name, c.help, c.name, c.kind, c.name, c.v)
 	}

@@ -2,7 +2,6 @@ package fault
 
 import (
 	"errors"
-	"net/url"
 	"regexp"
 )
 
@@ -118,6 +117,3 @@ func Scrub(msg string) string {
 	msg = userinfoRE.ReplaceAllString(msg, "${1}REDACTED@")
 	return presignRE.ReplaceAllString(msg, "${1}REDACTED")
 }
-
-// ScrubURL is Scrub for a parsed URL.
-func ScrubURL(u *url.URL) string { return Scrub(u.Redacted()) }

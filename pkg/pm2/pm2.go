@@ -191,12 +191,6 @@ func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
 	return res, nil
 }
 
-// Kill stops the PM2 daemon of this home (tests, uninstall).
-func (m *Manager) Kill(ctx context.Context) error {
-	_, err := m.pm2(ctx, "kill")
-	return err
-}
-
 func (m *Manager) pm2(ctx context.Context, args ...string) ([]byte, error) {
 	return m.run(ctx, 0, args...)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,16 +34,8 @@ func Seqs(ctx context.Context, st store.Store, env string) ([]uint64, error) {
 		}
 		seqs = append(seqs, n)
 	}
-	sortSeqs(seqs)
+	slices.Sort(seqs)
 	return seqs, nil
-}
-
-func sortSeqs(s []uint64) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // LatestHint reads releases/<env>/latest. It is unsigned: use it only to
@@ -55,9 +48,14 @@ func LatestHint(ctx context.Context, st store.Store, env string) (uint64, error)
 		}
 		return 0, err
 	}
+	return ParseHint(data)
+}
+
+// ParseHint reads the seq a latest hint names.
+func ParseHint(data []byte) (uint64, error) {
 	n, err := strconv.ParseUint(string(bytes.TrimSpace(data)), 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%s holds %q: expected a release seq", store.LatestKey(env), bytes.TrimSpace(data))
+		return 0, fmt.Errorf("the latest hint holds %q: expected a release seq", bytes.TrimSpace(data))
 	}
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -126,7 +127,7 @@ func Render(ctx context.Context, r Resolver, f manifest.EnvFile) ([]byte, map[st
 	for k := range f.Vars {
 		names = append(names, k)
 	}
-	sortStrings(names)
+	slices.Sort(names)
 	vals := map[string]string{}
 	var b strings.Builder
 	for _, name := range names {
@@ -159,12 +160,4 @@ func quote(v string) (string, bool) {
 		return `"` + v + `"`, true
 	}
 	return "", false
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

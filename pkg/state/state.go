@@ -162,7 +162,7 @@ func (st Store) ClearJournal() error {
 	if err := os.Remove(st.journalPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(st.Dir)
+	return SyncDir(st.Dir)
 }
 
 func readJSON(path string, v any) error {
@@ -210,10 +210,11 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making renames and removals in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
