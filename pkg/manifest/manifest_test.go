@@ -357,6 +357,14 @@ var badEnvironments = []badEnvironment{
 		line: manifesttest.LineSpec + 1, msg: "unprivileged user"},
 	{name: "no processes", old: "  processes:\n", new: "  nothing:\n",
 		line: manifesttest.LineProcesses, msg: "field nothing not found", schema: true},
+	{name: "install without user", old: "  schema:\n", new: "  install:\n    command: [pnpm, install]\n  schema:\n",
+		line: manifesttest.LineSpec, msg: "required with install or build: install scripts and build hooks never run as root"},
+	{name: "build output escaping", old: "  schema:\n", new: "  user: app\n  build:\n    - name: api\n      command: [pnpm, build]\n      outputs: [../dist]\n  schema:\n",
+		line: 19, msg: "no . or .. parts"}, // the outputs line of the inserted hook
+	{name: "bad schema name", old: "      - db/02_task.ddl\n", new: "      - db/02_task.ddl\n    schemas: [App]\n",
+		line: manifesttest.LineSchemaFile2 + 1, msg: "expected a schema name"},
+	{name: "reversible without schemas", old: "      - db/02_task.ddl\n", new: "      - db/02_task.ddl\n    reversible: true\n",
+		line: manifesttest.LineSchemaFile2 + 1, msg: "a reversible import needs schema.schemas"},
 	{name: "alias", old: "name: staging", new: "name: &n staging",
 		line: manifesttest.LineName, msg: "anchors and aliases"},
 }

@@ -77,6 +77,11 @@ type Hook struct {
 	Command []string `yaml:"command" json:"command"`
 	Cwd     string   `yaml:"cwd,omitempty" json:"cwd,omitempty"`
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Outputs are what the hook builds (e.g. apps/api/dist), relative to the
+	// release root. When neither code nor dependencies changed, the agent
+	// carries them over from the running release instead of running the
+	// hook; a hook without outputs runs on every release.
+	Outputs []string `yaml:"outputs,omitempty" json:"outputs,omitempty"`
 }
 
 // Compose is the Docker Compose project of the environment.
@@ -106,6 +111,11 @@ type Schema struct {
 	AllowDestructive bool `yaml:"allowDestructive,omitempty" json:"allowDestructive,omitempty"`
 	// Reversible says a pg_dump taken before import may be restored on rollback.
 	Reversible bool `yaml:"reversible,omitempty" json:"reversible,omitempty"`
+	// Schemas are the database schemas the files define (e.g. app): they
+	// are dumped before a change and, when reversible, restored by an
+	// automatic rollback. Empty means the whole database is dumped and
+	// nothing is restored.
+	Schemas []string `yaml:"schemas,omitempty" json:"schemas,omitempty"`
 }
 
 // Process is one application process.

@@ -15,16 +15,17 @@ import (
 )
 
 var (
-	envNameRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-	varNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	userRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	projectRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	hexSHA256  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	digestRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	bundleKey  = regexp.MustCompile(`^bundles/[A-Za-z0-9._-]+\.tar\.gz$`)
-	commitRE   = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-	maxTimeout = time.Hour
+	envNameRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	nameRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	varNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userRE       = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	projectRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	hexSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	digestRE     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	bundleKey    = regexp.MustCompile(`^bundles/[A-Za-z0-9._-]+\.tar\.gz$`)
+	commitRE     = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+	maxTimeout   = time.Hour
 )
 
 // Validate checks the meaning of an environment manifest.
@@ -133,6 +134,14 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 		}
 		hooks[h.Name] = true
 		ps = append(ps, checkCommand(at+"."+p, h.Command, h.Cwd, h.Timeout)...)
+		for j, o := range h.Outputs {
+			if err := relPath(o); err != "" {
+				add(fmt.Sprintf("%s.outputs[%d]", p, j), "%s", err)
+			}
+		}
+	}
+	if (s.Install != nil || len(s.Build) > 0) && s.User == "" {
+		add("user", "required with install or build: install scripts and build hooks never run as root")
 	}
 
 	if c := s.Compose; c != nil {
@@ -186,6 +195,14 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 				}
 				seen[f] = true
 			}
+		}
+		for i, name := range sc.Schemas {
+			if !schemaNameRE.MatchString(name) {
+				add(fmt.Sprintf("schema.schemas[%d]", i), "expected a schema name (lowercase letters, digits, _), found %q", name)
+			}
+		}
+		if sc.Reversible && len(sc.Schemas) == 0 {
+			add("schema.reversible", "a reversible import needs schema.schemas: the schemas to dump before and restore on rollback")
 		}
 	}
 

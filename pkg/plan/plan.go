@@ -18,13 +18,17 @@ const (
 	Fetch    Kind = "fetch"    // download and verify the bundle
 	Extract  Kind = "extract"  // unpack it into a new release directory
 	EnvFiles Kind = "envfiles" // write env files with secrets resolved
+	Install  Kind = "install"  // pnpm install --frozen-lockfile in the new release directory
+	Build    Kind = "build"    // run a build hook in the new release directory
+	Compose  Kind = "compose"  // docker compose up -d --remove-orphans
+	Schema   Kind = "schema"   // import schema files in one transaction
 	Switch   Kind = "switch"   // point the root at the new release, atomically
 	Stop     Kind = "stop"     // stop a process the release no longer declares
 	Restart  Kind = "restart"  // start or reload a process
 	Health   Kind = "health"   // wait for a process's health checks
 )
 
-var order = []Kind{Fetch, Extract, EnvFiles, Switch, Stop, Restart, Health}
+var order = []Kind{Fetch, Extract, EnvFiles, Install, Build, Compose, Schema, Switch, Stop, Restart, Health}
 
 // Step is one thing to do and why.
 type Step struct {
@@ -38,6 +42,36 @@ func (s Step) String() string {
 		return fmt.Sprintf("%-8s %-14s %s", s.Kind, s.Target, s.Reason)
 	}
 	return fmt.Sprintf("%-8s %-14s %s", s.Kind, "", s.Reason)
+}
+
+// Service is what the host shows of one compose service.
+type Service struct {
+	Running bool
+	State   string // running, exited, … ("" when there is no container)
+	Health  string // healthy, unhealthy, starting, or "" without a healthcheck
+}
+
+// Deps is what the host shows of the dependency install.
+type Deps struct {
+	// Key of the desired release: its dependency inputs and the tool
+	// versions on this host.
+	Key   string
+	Tools string
+	// Reuse is "" when the current release's node_modules is intact for
+	// Key and can be cloned; otherwise why not.
+	Reuse string
+}
+
+// SchemaChange is one schema file that the database lacks.
+type SchemaChange struct {
+	File string
+	Why  string // added, changed
+}
+
+// SchemaPending is what the database lacks of the desired schema.
+type SchemaPending struct {
+	Changes []SchemaChange
+	Seeds   []string
 }
 
 // Process is what the host shows of one managed process.
@@ -58,6 +92,17 @@ type Observed struct {
 	// BundleCached: the desired bundle is already on disk, verified.
 	BundleCached bool
 	Processes    map[string]Process
+
+	// Deps is set when the release declares an install.
+	Deps *Deps
+	// Services are the compose services found (by service name).
+	Services map[string]Service
+	// Images maps the image references recorded at the last compose up
+	// to the IDs they have now ("" when the image is gone).
+	Images map[string]string
+	// Schema is what the database lacks; nil when it was not checked
+	// because the schema inputs did not change.
+	Schema *SchemaPending
 }
 
 // Desired is the release the host should run.
@@ -71,6 +116,9 @@ type Plan struct {
 	Seq     uint64 `json:"seq"`
 	FromSeq uint64 `json:"fromSeq"`
 	Steps   []Step `json:"steps"`
+	// Skipped are steps that do not run, with why (install, build,
+	// compose and schema only): what the old deploy script redid each time.
+	Skipped []Step `json:"skipped,omitempty"`
 }
 
 // UpToDate reports whether there is nothing to do.
@@ -93,6 +141,9 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 	add := func(k Kind, target, format string, args ...any) {
 		p.Steps = append(p.Steps, Step{Kind: k, Target: target, Reason: fmt.Sprintf(format, args...)})
 	}
+	skip := func(k Kind, target, format string, args ...any) {
+		p.Skipped = append(p.Skipped, Step{Kind: k, Target: target, Reason: fmt.Sprintf(format, args...)})
+	}
 	procs := rel.Spec.Processes
 
 	switch {
@@ -102,6 +153,14 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 			why = "first install; adopt the plain directory left by the old deploy script as the first backup"
 		}
 		fullInstall(add, rel, why, obs)
+		if rel.Spec.Install != nil {
+			add(Install, "", "%s", why)
+		}
+		for _, h := range rel.Spec.Build {
+			add(Build, h.Name, "%s", why)
+		}
+		services(add, skip, rel, nil, obs)
+		schema(add, skip, rel, nil, obs)
 		for _, pr := range procs {
 			add(Restart, pr.Name, "new process")
 			add(Health, pr.Name, "%s", healthReason(pr))
@@ -111,8 +170,21 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 	case cur.Digest == d.Digest:
 		// Same release: only drift needs work.
 		p.FromSeq = cur.Seq
-		if !obs.CurrentDirOK {
-			fullInstall(add, rel, "release directory "+cur.Dir+" is missing", obs)
+		reinstall := ""
+		switch {
+		case !obs.CurrentDirOK:
+			reinstall = "release directory " + cur.Dir + " is missing"
+		case obs.Deps != nil && obs.Deps.Reuse != "":
+			reinstall = "node_modules of the running release is damaged: " + obs.Deps.Reuse
+		}
+		if reinstall != "" {
+			fullInstall(add, rel, reinstall, obs)
+			if rel.Spec.Install != nil {
+				add(Install, "", "%s", reinstall)
+			}
+			for _, h := range rel.Spec.Build {
+				add(Build, h.Name, "%s", reinstall)
+			}
 		} else if obs.RootTarget != cur.Dir {
 			found := obs.RootTarget
 			if obs.RootIsPlainDir {
@@ -122,7 +194,8 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 			}
 			add(Switch, "", "root points at %s, expected %s", found, cur.Dir)
 		}
-		restartAll := !obs.CurrentDirOK
+		services(add, skip, rel, cur, obs)
+		restartAll := reinstall != ""
 		for _, pr := range procs {
 			o := obs.Processes[pr.Name]
 			switch {
@@ -165,6 +238,10 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 	if len(rel.Spec.EnvFiles) > 0 && len(envChanged) == 0 {
 		add(EnvFiles, "", "env files unchanged: rewritten into the new release directory")
 	}
+	installing := dependencies(add, skip, rel, cur, obs)
+	hooks(add, skip, rel, cur, codeChanged, installing)
+	services(add, skip, rel, cur, obs)
+	schema(add, skip, rel, cur, obs)
 	add(Switch, "", "seq %d -> %d", cur.Seq, rel.Seq)
 
 	oldProcs := map[string]manifest.Process{}
@@ -201,7 +278,7 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 	return sorted(p)
 }
 
-func fullInstall(add func(Kind, string, string, ...any), rel *manifest.Release, why string, obs Observed) {
+func fullInstall(add adder, rel *manifest.Release, why string, obs Observed) {
 	if !obs.BundleCached {
 		add(Fetch, "", "%s", why)
 	}
@@ -210,6 +287,192 @@ func fullInstall(add func(Kind, string, string, ...any), rel *manifest.Release, 
 		add(EnvFiles, f.Path, "%s", why)
 	}
 	add(Switch, "", "%s", why)
+}
+
+// dependencies plans the install step; it reports whether it runs.
+func dependencies(add, skip adder, rel *manifest.Release, cur *state.Release, obs Observed) bool {
+	if rel.Spec.Install == nil {
+		return false
+	}
+	var d Deps
+	if obs.Deps != nil {
+		d = *obs.Deps
+	}
+	switch {
+	case cur.Deps == nil:
+		add(Install, "", "no dependency install recorded for seq %d", cur.Seq)
+	case d.Key != cur.Deps.Key:
+		add(Install, "", "%s", depsChange(cur, rel, d))
+	case d.Reuse != "":
+		add(Install, "", "node_modules of seq %d cannot be reused: %s", cur.Seq, d.Reuse)
+	default:
+		skip(Install, "", "dependencies unchanged: node_modules of seq %d reused without network", cur.Seq)
+		return false
+	}
+	return true
+}
+
+// depsChange names what changed in the dependency inputs.
+func depsChange(cur *state.Release, rel *manifest.Release, d Deps) string {
+	var parts []string
+	oldFiles, newFiles := cur.Inputs.Dependencies.Files, rel.Inputs.Dependencies.Files
+	for _, f := range sortedKeys(newFiles) {
+		switch old, ok := oldFiles[f]; {
+		case !ok:
+			parts = append(parts, f+" added")
+		case old != newFiles[f]:
+			parts = append(parts, f+" changed")
+		}
+	}
+	for _, f := range sortedKeys(oldFiles) {
+		if _, ok := newFiles[f]; !ok {
+			parts = append(parts, f+" removed")
+		}
+	}
+	if cur.Deps.Tools != d.Tools {
+		parts = append(parts, fmt.Sprintf("tools %s -> %s", cur.Deps.Tools, d.Tools))
+	}
+	if len(parts) == 0 {
+		return "dependency key changed"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// hooks plans the build hooks: each runs when what it builds from changed,
+// otherwise its outputs are carried over from the running release.
+func hooks(add, skip adder, rel *manifest.Release, cur *state.Release, codeChanged, installing bool) {
+	old := map[string]manifest.Hook{}
+	if cur.Spec != nil {
+		for _, h := range cur.Spec.Build {
+			old[h.Name] = h
+		}
+	}
+	for _, h := range rel.Spec.Build {
+		prev, existed := old[h.Name]
+		switch {
+		case !existed:
+			add(Build, h.Name, "new build hook")
+		case codeChanged:
+			add(Build, h.Name, "code digest changed")
+		case installing:
+			add(Build, h.Name, "dependencies changed")
+		case !reflect.DeepEqual(prev, h):
+			add(Build, h.Name, "build hook changed")
+		case len(h.Outputs) == 0:
+			add(Build, h.Name, "declares no outputs to carry over")
+		default:
+			skip(Build, h.Name, "code and dependencies unchanged: %s carried over from seq %d", strings.Join(h.Outputs, ", "), cur.Seq)
+		}
+	}
+}
+
+// ComposeKey is the digest of what a compose up depends on: the compose
+// file, the env file it reads (as declared: references, not values) and
+// the compose settings.
+func ComposeKey(rel *manifest.Release) string {
+	c := rel.Spec.Compose
+	if c == nil {
+		return ""
+	}
+	return manifest.Digest(struct {
+		Settings manifest.Compose
+		File     string
+		Env      string
+	}{*c, rel.Inputs.Compose.Digest, rel.Inputs.Config.Files[c.EnvFile]})
+}
+
+// services plans the compose step: up when the definition changed or a
+// declared service is not running or unhealthy.
+func services(add, skip adder, rel *manifest.Release, cur *state.Release, obs Observed) {
+	c := rel.Spec.Compose
+	if c == nil {
+		return
+	}
+	var why []string
+	var rec *state.Compose
+	if cur != nil {
+		rec = cur.Compose
+	}
+	switch {
+	case rec == nil:
+		why = append(why, "first compose up")
+	case rec.Key != ComposeKey(rel):
+		why = append(why, composeChange(cur, rel))
+	}
+	if rec != nil {
+		for _, ref := range sortedKeys(rec.Images) {
+			if now := obs.Images[ref]; now != rec.Images[ref] {
+				why = append(why, fmt.Sprintf("image %s changed (%s -> %s)", ref, shortDigest(rec.Images[ref]), orNone(shortDigest(now))))
+			}
+		}
+	}
+	for _, name := range c.Services {
+		s, ok := obs.Services[name]
+		switch {
+		case !ok:
+			why = append(why, fmt.Sprintf("service %s has no container", name))
+		case !s.Running:
+			why = append(why, fmt.Sprintf("service %s not running (%s)", name, s.State))
+		case s.Health == "unhealthy":
+			why = append(why, fmt.Sprintf("service %s unhealthy", name))
+		}
+	}
+	if len(why) == 0 {
+		skip(Compose, "", "compose file, env and images unchanged; %d service(s) running", len(c.Services))
+		return
+	}
+	add(Compose, "", "%s", strings.Join(why, "; "))
+}
+
+func composeChange(cur *state.Release, rel *manifest.Release) string {
+	c := rel.Spec.Compose
+	var parts []string
+	if cur.Inputs.Compose.Digest != rel.Inputs.Compose.Digest {
+		parts = append(parts, c.File+" changed")
+	}
+	if c.EnvFile != "" && cur.Spec != nil && cur.Spec.Compose != nil && cur.Inputs.Config.Files[c.EnvFile] != rel.Inputs.Config.Files[c.EnvFile] {
+		parts = append(parts, "env file "+c.EnvFile+" changed")
+	}
+	if cur.Spec == nil || cur.Spec.Compose == nil || !reflect.DeepEqual(*cur.Spec.Compose, *c) {
+		parts = append(parts, "compose settings changed")
+	}
+	if len(parts) == 0 {
+		return "compose definition changed"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// schema plans the schema import from what the database lacks.
+func schema(add, skip adder, rel *manifest.Release, cur *state.Release, obs Observed) {
+	if rel.Spec.Schema == nil {
+		return
+	}
+	switch {
+	case obs.Schema == nil:
+		from := "the running release"
+		if cur != nil {
+			from = fmt.Sprintf("seq %d", cur.Seq)
+		}
+		skip(Schema, "", "schema files unchanged since %s: no database connection", from)
+	case len(obs.Schema.Changes) == 0 && len(obs.Schema.Seeds) == 0:
+		skip(Schema, "", "the database's schema history already has every file")
+	default:
+		for _, c := range obs.Schema.Changes {
+			add(Schema, c.File, "%s %s", c.File, c.Why)
+		}
+		for _, f := range obs.Schema.Seeds {
+			add(Schema, f, "seed %s: first install, runs once", f)
+		}
+	}
+}
+
+type adder func(k Kind, target, format string, args ...any)
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // envFileChange names the variables that changed, showing references as
@@ -279,7 +542,9 @@ func sorted(p Plan) Plan {
 	for i, k := range order {
 		rank[k] = i
 	}
-	sort.SliceStable(p.Steps, func(i, j int) bool { return rank[p.Steps[i].Kind] < rank[p.Steps[j].Kind] })
+	for _, steps := range [][]Step{p.Steps, p.Skipped} {
+		sort.SliceStable(steps, func(i, j int) bool { return rank[steps[i].Kind] < rank[steps[j].Kind] })
+	}
 	return p
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,29 +124,41 @@ func (a *AWSResolver) Resolve(ctx context.Context, v manifest.Value) (string, er
 // Render writes one env file's contents: KEY=value lines, sorted, values
 // quoted when they need it.
 func Render(ctx context.Context, r Resolver, f manifest.EnvFile) ([]byte, map[string]string, error) {
-	names := make([]string, 0, len(f.Vars))
-	for k := range f.Vars {
-		names = append(names, k)
-	}
-	slices.Sort(names)
 	vals := map[string]string{}
-	var b strings.Builder
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(f.Vars)) { // a stable order of secret lookups
 		val, err := r.Resolve(ctx, f.Vars[name])
 		if err != nil {
 			return nil, nil, fmt.Errorf("env file %s, %s: %w", f.Path, name, err)
 		}
+		vals[name] = val
+	}
+	data, err := Format(vals)
+	if err != nil {
+		return nil, nil, fmt.Errorf("env file %s, %w", f.Path, err)
+	}
+	return data, vals, nil
+}
+
+// Format writes resolved values as a dotenv file, sorted by name.
+func Format(vals map[string]string) ([]byte, error) {
+	names := make([]string, 0, len(vals))
+	for k := range vals {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, name := range names {
+		val := vals[name]
 		if strings.ContainsAny(val, "\n\r\x00") {
-			return nil, nil, fmt.Errorf("env file %s, %s: value contains a newline or NUL", f.Path, name)
+			return nil, fmt.Errorf("%s: value contains a newline or NUL", name)
 		}
 		q, ok := quote(val)
 		if !ok {
-			return nil, nil, fmt.Errorf("env file %s, %s: value has both quote kinds and a backslash or double quote; dotenv cannot hold it", f.Path, name)
+			return nil, fmt.Errorf("%s: value has both quote kinds and a backslash or double quote; dotenv cannot hold it", name)
 		}
-		vals[name] = val
 		b.WriteString(name + "=" + q + "\n")
 	}
-	return []byte(b.String()), vals, nil
+	return []byte(b.String()), nil
 }
 
 // quote returns v as a dotenv value: bare when safe, else single-quoted

@@ -31,6 +31,36 @@ type Release struct {
 	// reinstalled from the cache or the store (drift repair) without its
 	// manifest. Nil for an adopted tree and in older state files.
 	BundleRef *manifest.BundleRef `json:"bundleRef,omitempty"`
+
+	// Deps is the dependency install in Dir (nil when none was run).
+	Deps *Deps `json:"deps,omitempty"`
+	// Compose is what `docker compose up` last ran with for this release.
+	Compose *Compose `json:"compose,omitempty"`
+	// Schema is the schema import this release converged with.
+	Schema *Schema `json:"schema,omitempty"`
+}
+
+// Deps identifies an installed dependency tree.
+type Deps struct {
+	Key   string `json:"key"`   // digest of the dependency inputs and tool versions
+	Tools string `json:"tools"` // e.g. "node v20.20.2, pnpm 9.15.9", for plan reasons
+}
+
+// Compose is the compose definition a release brought up.
+type Compose struct {
+	Key string `json:"key"` // digest of the compose file, its env file and settings
+	// Images maps each image reference to the image ID it had at `up`.
+	Images map[string]string `json:"images,omitempty"`
+}
+
+// Schema is what the schema step found or did for a release.
+type Schema struct {
+	Digest  string   `json:"digest"` // schema inputs digest known applied
+	Applied []string `json:"applied,omitempty"`
+	Seeded  []string `json:"seeded,omitempty"`
+	// Dump is the pg_dump taken before this release's import ("" when
+	// nothing was imported).
+	Dump string `json:"dump,omitempty"`
 }
 
 // Attempt is the outcome of the last converge.
@@ -43,6 +73,10 @@ type Attempt struct {
 	Error    string    `json:"error,omitempty"` // what went wrong, for operators
 	Blocked  string    `json:"blocked,omitempty"`
 	Steps    []string  `json:"steps,omitempty"` // what ran, with reasons
+	// Schema says what a rollback did about a schema import: restored the
+	// dump, or kept the imported schema because the release did not
+	// declare it reversible.
+	Schema string `json:"schema,omitempty"`
 }
 
 // Bad is a release that must not be retried: it failed or was rejected.
@@ -124,6 +158,11 @@ type Journal struct {
 	NewDir  string    `json:"newDir"`
 	PrevDir string    `json:"prevDir"` // "" on a first install
 	Started time.Time `json:"started"`
+	// Compose is set before `docker compose up` runs with NewDir's
+	// definition, so recovery knows to bring PrevDir's back.
+	Compose bool `json:"compose,omitempty"`
+	// SchemaDump is set before a schema import, with the dump taken.
+	SchemaDump string `json:"schemaDump,omitempty"`
 }
 
 // Journal kinds.
