@@ -31,6 +31,9 @@ command -v git >/dev/null || need_apt+=(git)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need_apt+=(docker-compose)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then say "please install: ${need_apt[*]}"; exit 1; fi
   say "apt-get install ${need_apt[*]}"
@@ -55,16 +58,39 @@ if [ "${1:-all}" != pm2 ]; then
   go_tool minio github.com/minio/minio "$MINIO_VERSION"
 fi
 
-# PM2 and pnpm from the npm registry, into the cache (not the system's global prefix).
-NPM_PREFIX="$(dirname "$BIN")/npm"
+# PM2 and pnpm from the npm registry, into a cache (not the system's global
+# prefix). As root they go to /var/cache/cohuron-test/npm, world-readable:
+# the dependency tests run pnpm as the unprivileged app user, who cannot
+# enter /root (0700). COHURON_TEST_NPM overrides the prefix.
+if [ -n "${COHURON_TEST_NPM:-}" ]; then
+  NPM_PREFIX=$COHURON_TEST_NPM
+elif [ "$(id -u)" -eq 0 ]; then
+  NPM_PREFIX=/var/cache/cohuron-test/npm
+else
+  NPM_PREFIX="$(dirname "$BIN")/npm"
+fi
+(umask 022 && mkdir -p "$NPM_PREFIX")
+if [ "$(id -u)" -eq 0 ]; then
+  chmod 0755 "$NPM_PREFIX"
+  [ "$NPM_PREFIX" != /var/cache/cohuron-test/npm ] || chmod 0755 /var/cache/cohuron-test
+  # Every directory from / down to the prefix must be enterable by others.
+  d=$NPM_PREFIX
+  while [ "$d" != / ] && [ "$d" != . ]; do
+    if [ $(( 0$(stat -c %a "$d") & 1 )) -eq 0 ]; then
+      say "warning: $d is not enterable by others (o+x): the app user cannot run pnpm from $NPM_PREFIX"
+    fi
+    d=$(dirname "$d")
+  done
+fi
 npm_tool() {
   local name=$1 version=$2
-  if [ "$(cat "$BIN/.$name.version" 2>/dev/null)" != "$version" ] || [ ! -x "$NPM_PREFIX/bin/$name" ]; then
+  if [ "$(cat "$BIN/.$name.version" 2>/dev/null)" != "$version" ] || [ ! -x "$NPM_PREFIX/bin/$name" ] ||
+     [ "$(readlink "$BIN/$name" 2>/dev/null)" != "$NPM_PREFIX/bin/$name" ]; then
     say "installing $name@$version into $NPM_PREFIX"
-    npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error "$name@$version" >/dev/null
+    (umask 022 && npm install --global --prefix "$NPM_PREFIX" --no-audit --no-fund --loglevel=error "$name@$version" >/dev/null)
     echo "$version" > "$BIN/.$name.version"
   fi
-  ln -sf "$NPM_PREFIX/bin/$name" "$BIN/$name"
+  ln -sfn "$NPM_PREFIX/bin/$name" "$BIN/$name"
 }
 npm_tool pm2 "$PM2_VERSION"
 npm_tool pnpm "$PNPM_VERSION"

@@ -1,0 +1,25 @@
+// Package schema imports a release's PostgreSQL schema: the DDL files in
+// the fixed order the manifest lists them, and the seed files on first
+// install only.
+//
+// The database remembers what was applied in cohuron_agent.schema_history
+// (file, SHA-256, kind, release seq, host, time). A file runs only when it
+// is new or its content changed; a seed runs only on the first install and
+// never again, whatever its checksum. Pending tells, with one read of the
+// history, whether anything must run, so a converge with nothing to do
+// does not touch the schema.
+//
+// Apply runs everything in one transaction under an advisory lock, so
+// several hosts sharing a database import once and a failing file leaves
+// the database exactly as it was; the error names the file and line.
+// Statements that lose data (DROP SCHEMA/TABLE/DATABASE/OWNED, TRUNCATE,
+// ALTER TABLE ... DROP COLUMN) are refused unless the release allows them
+// (the agent dumps the schemas with Dump first) or the database has no
+// tables. Restore puts a dump back.
+//
+// schema must never re-run an unchanged file or a seed, apply anything
+// outside one transaction, let a file's BEGIN/COMMIT end that
+// transaction, drop data the release did not allow to drop, or put the
+// database password in an error, a log line or a command line. Only
+// pg_dump and psql are run, through pkg/proc.
+package schema
