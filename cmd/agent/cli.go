@@ -22,6 +22,7 @@ import (
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/fetch"
 	"github.com/cohuron/deploy/pkg/health"
+	"github.com/cohuron/deploy/pkg/plan"
 	"github.com/cohuron/deploy/pkg/pm2"
 	"github.com/cohuron/deploy/pkg/proc"
 	"github.com/cohuron/deploy/pkg/secrets"
@@ -162,7 +163,7 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 	}
 	baseEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}
 	f := &fetch.Fetcher{Store: st, StoreURL: cfg.Store, Policy: pol}
-	var procs agent.Processes = &pm2.Manager{Bin: cfg.PM2, Home: cfg.PM2Home, Env: baseEnv, Run: proc.Run}
+	var procs agent.Processes = &pm2.Manager{Bin: cfg.PM2, Home: cfg.PM2Home, LogDir: cfg.AppLogDir, Env: baseEnv, Run: proc.Run}
 	if cfg.ProcessManager == "systemd" {
 		procs = &systemd.Manager{UnitDir: cfg.UnitDir, Env: baseEnv, Run: proc.Run}
 	}
@@ -173,6 +174,7 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 		Secrets: secretChain(cfg),
 		Procs:   procs,
 		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root, Now: c.now},
+		ToolEnv: toolEnv(),
 		Now:     c.now, Log: log,
 		CrashAt: envvars.CrashAt.Get(),
 	}
@@ -205,8 +207,20 @@ func (c *CLI) printOutcome(out *agent.Outcome) {
 		fmt.Fprintf(c.out, " (blocked: %s)", out.Blocked)
 	}
 	fmt.Fprintln(c.out)
-	for _, s := range out.Plan.Steps {
+	c.printSteps(out.Plan)
+}
+
+// printSteps lists what runs and, marked "skip", what the old deploy
+// script would have redone and this plan does not.
+func (c *CLI) printSteps(p plan.Plan) {
+	for _, s := range p.Steps {
 		fmt.Fprintf(c.out, "  %s\n", s)
+	}
+	if len(p.Steps) == 0 {
+		return
+	}
+	for _, s := range p.Skipped {
+		fmt.Fprintf(c.out, "  skip %s\n", s)
 	}
 }
 
@@ -228,9 +242,7 @@ func (c *CLI) plan(ctx context.Context, a *agent.Agent, asJSON bool) error {
 		fmt.Fprintf(c.out, "seq %d: %s (blocked: %s)\n", out.Seq, out.Result, out.Blocked)
 	default:
 		fmt.Fprintf(c.out, "seq %d -> %d: %d step(s)\n", out.Plan.FromSeq, out.Seq, len(out.Plan.Steps))
-		for _, s := range out.Plan.Steps {
-			fmt.Fprintf(c.out, "  %s\n", s)
-		}
+		c.printSteps(out.Plan)
 	}
 	return err
 }
@@ -256,6 +268,9 @@ func (c *CLI) status(a *agent.Agent, asJSON bool) error {
 		fmt.Fprintf(c.out, "last:     seq %d %s at %s\n", at.Seq, at.Result, at.Finished.Format(time.RFC3339))
 		if at.Error != "" {
 			fmt.Fprintf(c.out, "error:    %s\n", at.Error)
+		}
+		if at.Schema != "" {
+			fmt.Fprintf(c.out, "schema:   %s\n", at.Schema)
 		}
 	}
 	if hs.Blocked != "" {
@@ -283,6 +298,18 @@ func (c *CLI) rollback(ctx context.Context, a *agent.Agent, to string) error {
 	}
 	fmt.Fprintf(c.out, "rolled back to %s (seq %d)\n", rel.ID, rel.Seq)
 	return nil
+}
+
+// toolEnv is what pnpm, node, docker and the PostgreSQL tools run with:
+// the agent's PATH and the variables that point them at their daemons.
+func toolEnv() []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8"}
+	for _, v := range []envvars.Variable{envvars.DockerHost} {
+		if val, ok := v.Lookup(); ok {
+			env = append(env, v.Name+"="+val)
+		}
+	}
+	return env
 }
 
 // maxReconcile bounds one reconcile for the watchdog: install and build

@@ -34,6 +34,7 @@ type Config struct {
 	UnitDir        string            `yaml:"unitDir,omitempty"`        // systemd units (default /etc/systemd/system)
 	PM2            string            `yaml:"pm2,omitempty"`            // pm2 executable
 	PM2Home        string            `yaml:"pm2Home,omitempty"`        // default <stateDir>/pm2
+	AppLogDir      string            `yaml:"appLogDir,omitempty"`      // app output under PM2 when run as spec.user (default /var/log/cohuron)
 	SecretsDir     string            `yaml:"secretsDir,omitempty"`
 	AWSRegion      string            `yaml:"awsRegion,omitempty"`
 	S3Endpoint     string            `yaml:"s3Endpoint,omitempty"`
@@ -77,6 +78,7 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 	str(&c.ProcessManager, "process-manager", "pm2 (default) or systemd")
 	str(&c.UnitDir, "unit-dir", "where the systemd manager writes units (default /etc/systemd/system)")
 	str(&c.PM2Home, "pm2-home", "PM2_HOME (default <state-dir>/pm2)")
+	str(&c.AppLogDir, "app-log-dir", "application output under PM2 when processes run as spec.user (default /var/log/cohuron)")
 	str(&c.SecretsDir, "secrets-dir", "root for {file: PATH} secret references")
 	str(&c.S3Endpoint, "s3-endpoint", "S3 endpoint override (MinIO)")
 	str(&c.LogFormat, "log-format", "text or json (default json under systemd)")
@@ -113,6 +115,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 				dst.UnitDir = c.UnitDir
 			case "pm2-home":
 				dst.PM2Home = c.PM2Home
+			case "app-log-dir":
+				dst.AppLogDir = c.AppLogDir
 			case "secrets-dir":
 				dst.SecretsDir = c.SecretsDir
 			case "s3-endpoint":

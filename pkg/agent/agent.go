@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cohuron/deploy/pkg/compose"
+	"github.com/cohuron/deploy/pkg/deps"
 	"github.com/cohuron/deploy/pkg/health"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/pm2"
@@ -52,15 +54,24 @@ type Agent struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Metrics *Metrics
+	// ToolEnv is the environment of the tools the converge steps run
+	// (pnpm, node, docker, pg_dump, psql): PATH, DOCKER_HOST and the
+	// like. Processes get their own env files instead.
+	ToolEnv []string
+	// Compose is the compose client; nil finds one on first use.
+	Compose *compose.Client
 	// CrashAt is for crash-injection tests only: the agent kills itself
 	// with SIGKILL when it reaches this journal point (see crashPoint).
 	CrashAt string
 
 	states state.Store
+	// tools and toolVersions cache node's and pnpm's versions.
+	tools        string
+	toolVersions deps.Tools
 }
 
 // Journal points where a crash can be injected, in converge order.
-var CrashPoints = []string{"staging", "staged", "switching", "switched", "restarted", "committed", "rolling-back"}
+var CrashPoints = []string{"staging", "staged", "composing", "importing", "switching", "switched", "restarted", "committed", "rolling-back"}
 
 func (a *Agent) crashPoint(name string) {
 	if a.CrashAt == name {

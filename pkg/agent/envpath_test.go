@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/cohuron/deploy/pkg/fault"
-	"github.com/cohuron/deploy/pkg/manifest"
 )
 
 // TestNoLinksOnPath: an app repository can symlink a directory into a
@@ -26,22 +25,5 @@ func TestNoLinksOnPath(t *testing.T) {
 	err := noLinksOnPath(root, "apps/leak/.env")
 	if fault.ExitCode(err) != fault.ExitRejected || !strings.Contains(err.Error(), "apps/leak in the bundle is a symlink") {
 		t.Fatalf("env file through a symlink: %v", err)
-	}
-}
-
-func TestUnsupportedSteps(t *testing.T) {
-	data, err := os.ReadFile("../../manifests/prod.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := manifest.ParseEnvironment("prod.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := unsupportedSteps(&env.Spec); got != "install, build hooks, compose, schema" {
-		t.Fatalf("prod declares %q", got)
-	}
-	if got := unsupportedSteps(&manifest.Spec{}); got != "" {
-		t.Fatalf("empty spec: %q", got)
 	}
 }

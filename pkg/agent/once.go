@@ -119,19 +119,15 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 			}
 			return nil, &Outcome{Result: ResultUpToDate}, nil
 		}
-		obs, oerr := a.observe(ctx, st, st.Current.Bundle)
-		if oerr != nil {
-			return nil, nil, oerr
+		d, p, derr := a.drift(ctx, st)
+		if d != nil || derr != nil {
+			return d, nil, derr
 		}
-		v := &release.Verified{Release: currentAsRelease(st.Current), Digest: st.Current.Digest}
-		if p := plan.Make(plan.Desired{Release: v.Release, Digest: v.Digest}, st.Current, obs); p.UpToDate() {
-			if st.Last != nil && st.Last.Blocked != "" && st.Desired > st.Current.Seq {
-				// Running fine, but not the latest: say why.
-				return nil, &Outcome{Result: ResultBlocked, Seq: st.Desired, Blocked: st.Last.Blocked}, nil
-			}
-			return nil, &Outcome{Result: ResultUpToDate, Seq: st.Current.Seq, Plan: p}, nil
+		if st.Last != nil && st.Last.Blocked != "" && st.Desired > st.Current.Seq {
+			// Running fine, but not the latest: say why.
+			return nil, &Outcome{Result: ResultBlocked, Seq: st.Desired, Blocked: st.Last.Blocked}, nil
 		}
-		return &desired{v: v, obs: obs}, nil, nil
+		return nil, &Outcome{Result: ResultUpToDate, Seq: st.Current.Seq, Plan: p}, nil
 	case errors.Is(err, store.ErrNotFound):
 		return nil, &Outcome{Result: ResultBlocked, Blocked: "no release published for " + a.Cfg.Env}, nil
 	case err != nil:
@@ -165,25 +161,21 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		}
 		return nil, &Outcome{Result: ResultRejected, Seq: hint, Blocked: blockedBy(err)}, err
 	}
-	if missing := unsupportedSteps(&v.Release.Spec); missing != "" {
-		// Not bad, not rejected: this agent cannot apply it yet. Running
-		// the rest without those steps would start unbuilt code.
-		err := fmt.Errorf("seq %d declares %s, which this agent does not run yet; the running release stays", v.Release.Seq, missing)
-		if !dryRun {
-			a.record(ctx, st, &state.Attempt{Seq: v.Release.Seq, Digest: v.Digest, Started: a.Now(), Result: ResultBlocked, Error: err.Error(), Blocked: "unsupported steps: " + missing})
-			st.LatestETag = info.ETag
-			a.save(st)
-		}
-		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "unsupported steps: " + missing}, err
-	}
 	if bad, ok := st.IsBad(v.Release.Seq, v.Digest); ok {
 		if !dryRun {
 			st.LatestETag = info.ETag
 			a.save(st)
 		}
+		// The latest is not applied, but the running release is still
+		// kept as declared: a stopped service or process is repaired.
+		if st.Current != nil && st.Current.Spec != nil {
+			if d, _, err := a.drift(ctx, st); d != nil || err != nil {
+				return d, nil, err
+			}
+		}
 		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "known-bad: " + bad.Reason}, nil
 	}
-	obs, err := a.observe(ctx, st, v.Release.Bundle.SHA256)
+	obs, err := a.observe(ctx, st, v.Release)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,23 +192,19 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 	return &desired{v: v, obs: obs}, nil, nil
 }
 
-// unsupportedSteps names the declared steps this agent cannot run yet
-// (dependencies, build hooks, compose, schema: the next milestone).
-func unsupportedSteps(spec *manifest.Spec) string {
-	var names []string
-	if spec.Install != nil {
-		names = append(names, "install")
+// drift plans the running release against the host: it returns what to
+// converge when something drifted, else nil and the (empty) plan.
+func (a *Agent) drift(ctx context.Context, st *state.State) (*desired, plan.Plan, error) {
+	v := &release.Verified{Release: currentAsRelease(st.Current), Digest: st.Current.Digest}
+	obs, err := a.observe(ctx, st, v.Release)
+	if err != nil {
+		return nil, plan.Plan{}, err
 	}
-	if len(spec.Build) > 0 {
-		names = append(names, "build hooks")
+	p := plan.Make(plan.Desired{Release: v.Release, Digest: v.Digest}, st.Current, obs)
+	if p.UpToDate() {
+		return nil, p, nil
 	}
-	if spec.Compose != nil {
-		names = append(names, "compose")
-	}
-	if spec.Schema != nil {
-		names = append(names, "schema")
-	}
-	return strings.Join(names, ", ")
+	return &desired{v: v, obs: obs}, p, nil
 }
 
 func readHint(rc io.ReadCloser) (uint64, error) {
@@ -250,7 +238,8 @@ func currentAsRelease(cur *state.Release) *manifest.Release {
 }
 
 // observe looks at the host as it really is.
-func (a *Agent) observe(ctx context.Context, st *state.State, bundleSHA string) (plan.Observed, error) {
+func (a *Agent) observe(ctx context.Context, st *state.State, rel *manifest.Release) (plan.Observed, error) {
+	bundleSHA := rel.Bundle.SHA256
 	var obs plan.Observed
 	target, plain, err := a.rootTarget()
 	if err != nil {
@@ -275,7 +264,7 @@ func (a *Agent) observe(ctx context.Context, st *state.State, bundleSHA string) 
 	for name, s := range ps {
 		obs.Processes[name] = plan.Process{Running: s.Running, Restarts: s.Restarts}
 	}
-	return obs, nil
+	return obs, a.observeSteps(ctx, &obs, rel, st.Current)
 }
 
 // converge executes the plan for d, rolling back on failure after the switch.
@@ -293,6 +282,10 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	p := plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
 	out := &Outcome{Seq: rel.Seq, Plan: p}
 	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
+	if sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest; sameRelease && st.Last != nil && st.Desired > rel.Seq {
+		// A repair of the running release: the newer seq stays blocked.
+		attempt.Blocked = st.Last.Blocked
+	}
 	for _, s := range p.Steps {
 		attempt.Steps = append(attempt.Steps, s.String())
 	}
@@ -319,6 +312,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 
 	// Stage the new release directory next to the live one.
 	var envs map[string]map[string]string
+	var depsRec *state.Deps
 	if p.Has(plan.Extract, "") {
 		j := &state.Journal{Phase: state.PhaseStaging, Kind: kind, Procs: procNames, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
 		if prev != nil {
@@ -330,31 +324,52 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		a.crashPoint("staging")
 		var err error
 		envs, err = a.stage(ctx, rel, newDir)
+		if err == nil {
+			depsRec, err = a.prepare(ctx, p, rel, prev, newDir)
+		}
 		if err != nil {
-			os.RemoveAll(newDir)
-			os.RemoveAll(newDir + ".tmp")
+			a.dropStaged(newDir, sameRelease)
 			a.clearJournal()
 			return a.fail(ctx, st, attempt, out, err)
 		}
 	} else if st.Current != nil {
 		newDir = st.Current.Dir
+		depsRec = st.Current.Deps
 		var err error
 		if envs, err = a.readEnvs(newDir); err != nil {
 			return a.fail(ctx, st, attempt, out, err)
 		}
 	}
 
-	// Switch, restart, check; any failure from here rolls back.
-	j := &state.Journal{Phase: state.PhaseSwitching, Kind: kind, Procs: procNames, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
+	// Services and schema, before the switch: the new code starts against
+	// them. A failure here leaves the running release as it was.
+	sj := &state.Journal{Phase: state.PhaseStaging, Kind: kind, Procs: procNames, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
 	if prev != nil && prev.Dir != newDir {
-		j.PrevDir = prev.Dir
+		sj.PrevDir = prev.Dir
 	}
+	composeRec, schemaRec, composed, err := a.services(ctx, sj, p, rel, st.Current, newDir)
+	if err != nil {
+		what, uerr := a.undoServices(ctx, prev, rel, composed, nil)
+		if uerr != nil {
+			err = fmt.Errorf("%w; undoing: %w", err, uerr)
+		}
+		attempt.Schema = what
+		if st.Current == nil || newDir != st.Current.Dir {
+			a.dropStaged(newDir, false)
+		}
+		a.clearJournal()
+		return a.fail(ctx, st, attempt, out, err)
+	}
+
+	// Switch, restart, check; any failure from here rolls back.
+	j := sj
+	j.Phase = state.PhaseSwitching
 	a.crashPoint("staged")
 	if err := a.states.WriteJournal(j); err != nil {
 		return nil, err
 	}
 	a.crashPoint("switching")
-	err := a.activate(ctx, j, p, &rel.Spec, newDir, envs, restartCounts(d.obs))
+	err = a.activate(ctx, j, p, &rel.Spec, newDir, envs, restartCounts(d.obs))
 	if err != nil {
 		if sameRelease {
 			a.clearJournal()
@@ -365,13 +380,17 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 			st.MarkBad(rel.Seq, d.v.Digest, err.Error(), a.Now())
 			return a.fail(ctx, st, attempt, out, fmt.Errorf("first install of seq %d failed, nothing older to roll back to: %w", rel.Seq, err))
 		}
-		return a.rollbackAfterFailure(ctx, st, attempt, out, prev, &rel.Spec, err)
+		undo := func(ctx context.Context) (string, error) {
+			return a.undoServices(ctx, prev, rel, composed, schemaRec)
+		}
+		return a.rollbackAfterFailure(ctx, st, attempt, out, prev, &rel.Spec, undo, err)
 	}
 
 	// Converged.
 	bundleRef := rel.Bundle
 	newRel := state.Release{ID: filepath.Base(newDir), Seq: rel.Seq, Digest: d.v.Digest, Dir: newDir,
-		Bundle: rel.Bundle.SHA256, BundleRef: &bundleRef, Inputs: rel.Inputs, Spec: &rel.Spec, Applied: a.Now()}
+		Bundle: rel.Bundle.SHA256, BundleRef: &bundleRef, Inputs: rel.Inputs, Spec: &rel.Spec, Applied: a.Now(),
+		Deps: depsRec, Compose: composeRec, Schema: schemaRec}
 	if sameRelease && prev != nil {
 		newRel.Applied = prev.Applied
 	}
@@ -428,6 +447,7 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 		return nil, fmt.Errorf("extracting %s: %w", rel.Bundle.Key, err)
 	}
 	envs := map[string]map[string]string{}
+	var composeEnv []byte
 	for _, ef := range rel.Spec.EnvFiles {
 		data, vals, err := secrets.Render(ctx, a.Secrets, ef)
 		if err != nil {
@@ -442,6 +462,14 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 			return nil, fmt.Errorf("writing env file %s: %w", ef.Path, err)
 		}
 		envs[ef.Path] = vals
+		if c := rel.Spec.Compose; c != nil && c.EnvFile == ef.Path {
+			composeEnv = data
+		}
+	}
+	if rel.Spec.Compose != nil {
+		if err := a.saveComposeInputs(&rel.Spec, rel.Inputs, tmp, filepath.Base(newDir), composeEnv); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.writeEnvs(filepath.Base(newDir), envs); err != nil {
 		return nil, err
@@ -691,11 +719,18 @@ func (a *Agent) fail(ctx context.Context, st *state.State, at *state.Attempt, ou
 	at.Finished, at.Error = a.Now(), err.Error()
 	at.Result = ResultFailed
 	out.Result = ResultFailed
+	var se *stepError
 	if fault.KindOf(err) == fault.KindRejected {
 		at.Result, out.Result = ResultRejected, ResultRejected
 		at.Blocked = "verification: " + blockedBy(err)
 		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
 		a.Metrics.Rejected.Add(1)
+	} else if errors.As(err, &se) {
+		// The release itself is broken (its lockfile, a hook, a DDL file):
+		// it was never activated, and it is not retried.
+		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
+		at.Blocked = fmt.Sprintf("known-bad: seq %d failed before activation: %v", at.Seq, err)
+		err = fault.ConvergeFailed(fmt.Errorf("seq %d was not activated; the running release stays: %w", at.Seq, err))
 	} else if _, bad := st.IsBad(at.Seq, at.Digest); bad {
 		at.Blocked = fmt.Sprintf("known-bad: seq %d failed: %v", at.Seq, err)
 	}

@@ -39,6 +39,11 @@ func (a *Agent) recover(ctx context.Context, st *state.State) error {
 	if st.CrashCount[key] >= maxCrashes {
 		st.MarkBad(j.Seq, j.Digest, "interrupted by an agent crash "+strconv.Itoa(st.CrashCount[key])+" times", a.Now())
 	}
+	prev := a.journalPrev(st, j)
+	undone := ""
+	if j.Compose || j.Schema != nil {
+		undone = a.undoInterrupted(ctx, j, prev)
+	}
 	switch j.Phase {
 	case state.PhaseStaging:
 		os.RemoveAll(j.NewDir + ".tmp")
@@ -46,15 +51,6 @@ func (a *Agent) recover(ctx context.Context, st *state.State) error {
 			os.RemoveAll(j.NewDir)
 		}
 	default:
-		var prev *state.Release
-		if st.Current != nil && st.Current.Dir == j.PrevDir {
-			prev = st.Current
-		}
-		for i := range st.Previous {
-			if prev == nil && st.Previous[i].Dir == j.PrevDir {
-				prev = &st.Previous[i]
-			}
-		}
 		var interrupted *manifest.Spec
 		if len(j.Procs) > 0 {
 			interrupted = &manifest.Spec{}
@@ -99,7 +95,24 @@ func (a *Agent) recover(ctx context.Context, st *state.State) error {
 		return err
 	}
 	a.record(ctx, st, &state.Attempt{Seq: j.Seq, Digest: j.Digest, Started: j.Started, Finished: a.Now(), Result: "interrupted",
-		Error: "the agent stopped during phase " + j.Phase + " (" + j.Kind + "); the host was returned to the release it ran before"})
+		Error:  "the agent stopped during phase " + j.Phase + " (" + j.Kind + "); the host was returned to the release it ran before",
+		Schema: undone})
+	return nil
+}
+
+// journalPrev finds the release the journal's converge started from.
+func (a *Agent) journalPrev(st *state.State, j *state.Journal) *state.Release {
+	if j.PrevDir == "" {
+		return nil
+	}
+	if st.Current != nil && st.Current.Dir == j.PrevDir {
+		return st.Current
+	}
+	for i := range st.Previous {
+		if st.Previous[i].Dir == j.PrevDir {
+			return &st.Previous[i]
+		}
+	}
 	return nil
 }
 

@@ -14,9 +14,16 @@ import (
 
 // rollbackAfterFailure returns the host to prev after a failure past the
 // switch, remembers the release as bad, and reports.
-func (a *Agent) rollbackAfterFailure(ctx context.Context, st *state.State, at *state.Attempt, out *Outcome, prev *state.Release, failed *manifest.Spec, cause error) (*Outcome, error) {
+func (a *Agent) rollbackAfterFailure(ctx context.Context, st *state.State, at *state.Attempt, out *Outcome, prev *state.Release, failed *manifest.Spec, undo func(context.Context) (string, error), cause error) (*Outcome, error) {
 	a.Log.Error("converge failed after the switch; rolling back", "seq", at.Seq, "to", prev.ID, "err", cause)
-	rbErr := a.restore(ctx, prev, failed)
+	// Services and schema first: the previous code starts against them.
+	var rbErr error
+	if undo != nil {
+		at.Schema, rbErr = undo(ctx)
+	}
+	if err := a.restore(ctx, prev, failed); err != nil {
+		rbErr = errors.Join(rbErr, err)
+	}
 	at.Finished = a.Now()
 	st.LastSeq, st.LastDigest = at.Seq, at.Digest
 	st.MarkBad(at.Seq, at.Digest, cause.Error(), a.Now())

@@ -34,8 +34,11 @@ var (
 	JournalStream = Variable{"JOURNAL_STREAM", "set by systemd when output goes to the journal; the agent then logs JSON"}
 )
 
+// DockerHost points docker and compose at the engine (the agent passes it on).
+var DockerHost = Variable{"DOCKER_HOST", "Docker engine socket for compose, e.g. unix:///run/docker.sock (docker's default when unset)"}
+
 // CrashAt makes the agent kill itself at a journal point (crash-injection tests only).
 var CrashAt = Variable{"COHURON_AGENT_CRASH_AT", "test only: the agent SIGKILLs itself at this journal point"}
 
 // All lists every variable, for documentation and `--help`.
-var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, CrashAt}
+var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, DockerHost, CrashAt}

@@ -458,10 +458,10 @@ func schema(add, skip adder, rel *manifest.Release, cur *state.Release, obs Obse
 		skip(Schema, "", "the database's schema history already has every file")
 	default:
 		for _, c := range obs.Schema.Changes {
-			add(Schema, c.File, "%s %s", c.File, c.Why)
+			add(Schema, c.File, "%s", c.Why)
 		}
 		for _, f := range obs.Schema.Seeds {
-			add(Schema, f, "seed %s: first install, runs once", f)
+			add(Schema, f, "seed: first install, runs once")
 		}
 	}
 }

@@ -164,7 +164,7 @@ func TestMakeSteps(t *testing.T) {
 				o.Schema = &plan.SchemaPending{Changes: []plan.SchemaChange{{File: "db/03.ddl", Why: "changed"}, {File: "db/04.ddl", Why: "added"}}}
 				return o
 			},
-			checks: []check{{plan.Schema, "db/03.ddl", "db/03.ddl changed"}, {plan.Schema, "db/04.ddl", "db/04.ddl added"}},
+			checks: []check{{plan.Schema, "db/03.ddl", "changed"}, {plan.Schema, "db/04.ddl", "added"}},
 		},
 		{
 			name:    "schema inputs changed but another host imported them",

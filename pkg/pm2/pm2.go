@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +29,11 @@ type Manager struct {
 	Run  func(ctx context.Context, c proc.Cmd) (proc.Result, error)
 	// Timeout of one pm2 command (default 2m: a cluster reload waits for workers).
 	Timeout time.Duration
+	// LogDir holds the apps' output when they run as spec.user (default
+	// /var/log/cohuron): cluster workers open their log files after
+	// dropping to the user, so they write under LogDir/<user>; fork-mode
+	// logs are opened by the root daemon and stay in root's LogDir.
+	LogDir string
 }
 
 // Status is one process as PM2 reports it.
@@ -50,9 +59,14 @@ type app struct {
 	MinUptime   int               `json:"min_uptime"`
 	KillTimeout int               `json:"kill_timeout"`
 	// Cluster reloads wait for the new worker to listen before stopping the old.
-	ListenTimeout int  `json:"listen_timeout"`
-	MergeLogs     bool `json:"merge_logs"`
-	Time          bool `json:"time"`
+	ListenTimeout int `json:"listen_timeout"`
+	// UID and GID drop the process to the app user (PM2 runs as root).
+	UID       string `json:"uid,omitempty"`
+	GID       string `json:"gid,omitempty"`
+	OutFile   string `json:"out_file,omitempty"`
+	ErrorFile string `json:"error_file,omitempty"`
+	MergeLogs bool   `json:"merge_logs"`
+	Time      bool   `json:"time"`
 }
 
 // Apps turns the spec's processes into PM2 apps running from root (the
@@ -96,6 +110,34 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, e
 	apps, err := Apps(root, spec, envs)
 	if err != nil {
 		return err
+	}
+	if spec.User != "" && os.Geteuid() == 0 {
+		// Never run the app as root: PM2 switches to the app user and its
+		// primary group before starting each process.
+		u, err := user.Lookup(spec.User)
+		if err != nil {
+			return fmt.Errorf("spec.user: %w", err)
+		}
+		if u.Uid == "0" {
+			return fmt.Errorf("spec.user %s has uid 0: processes never run as root", spec.User)
+		}
+		g, err := user.LookupGroupId(u.Gid)
+		if err != nil {
+			return fmt.Errorf("spec.user %s: primary group: %w", spec.User, err)
+		}
+		rootDir, userDir, err := m.logDirs(u)
+		if err != nil {
+			return err
+		}
+		for i := range apps {
+			apps[i].UID, apps[i].GID = u.Username, g.Name
+			dir := rootDir
+			if apps[i].ExecMode == "cluster" {
+				dir = userDir
+			}
+			apps[i].OutFile = filepath.Join(dir, apps[i].Name+"-out.log")
+			apps[i].ErrorFile = filepath.Join(dir, apps[i].Name+"-error.log")
+		}
 	}
 	data, err := json.MarshalIndent(map[string]any{"apps": apps}, "", "  ")
 	if err != nil {
@@ -213,4 +255,34 @@ func (m *Manager) run(ctx context.Context, maxOutput int, args ...string) ([]byt
 		return nil, fmt.Errorf("pm2 %s: %w", args[0], err)
 	}
 	return res.Output, nil
+}
+
+// logDirs makes LogDir (root's) and LogDir/<user> (the user's, 0750).
+// The user's directory is never reached through a symlink, so root never
+// writes where the app user points it.
+func (m *Manager) logDirs(u *user.User) (rootDir, userDir string, err error) {
+	rootDir = m.LogDir
+	if rootDir == "" {
+		rootDir = "/var/log/cohuron"
+	}
+	if err := os.MkdirAll(rootDir, 0o755); err != nil {
+		return "", "", fmt.Errorf("creating the app log directory: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	userDir = filepath.Join(rootDir, u.Username)
+	if err := os.Mkdir(userDir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", "", fmt.Errorf("creating %s: %w", userDir, err)
+	}
+	fi, err := os.Lstat(userDir)
+	if err != nil {
+		return "", "", err
+	}
+	if !fi.IsDir() {
+		return "", "", fmt.Errorf("app log directory %s is not a directory (found %s)", userDir, fi.Mode().Type())
+	}
+	if err := os.Lchown(userDir, uid, gid); err != nil {
+		return "", "", fmt.Errorf("handing %s to %s: %w", userDir, u.Username, err)
+	}
+	return rootDir, userDir, nil
 }

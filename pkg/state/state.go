@@ -161,8 +161,17 @@ type Journal struct {
 	// Compose is set before `docker compose up` runs with NewDir's
 	// definition, so recovery knows to bring PrevDir's back.
 	Compose bool `json:"compose,omitempty"`
-	// SchemaDump is set before a schema import, with the dump taken.
-	SchemaDump string `json:"schemaDump,omitempty"`
+	// Schema is set before a schema import, so recovery can undo an
+	// import that committed before the crash.
+	Schema *SchemaUndo `json:"schema,omitempty"`
+}
+
+// SchemaUndo is what undoing a schema import needs.
+type SchemaUndo struct {
+	Dump        string         `json:"dump"`
+	Schemas     []string       `json:"schemas,omitempty"`
+	Reversible  bool           `json:"reversible,omitempty"`
+	DatabaseURL manifest.Value `json:"databaseURL"` // a reference, resolved on use
 }
 
 // Journal kinds.

@@ -1,0 +1,465 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/compose"
+	"github.com/cohuron/deploy/pkg/deps"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/hooks"
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/plan"
+	"github.com/cohuron/deploy/pkg/proc"
+	"github.com/cohuron/deploy/pkg/schema"
+	"github.com/cohuron/deploy/pkg/secrets"
+	"github.com/cohuron/deploy/pkg/state"
+	"github.com/cohuron/deploy/pkg/tree"
+)
+
+// This file runs the steps between staging and the switch: dependencies,
+// build hooks, compose and schema. Each runs only when the plan says so;
+// otherwise its result is carried over from the running release.
+
+// stepError marks a failure caused by the release itself (a lockfile that
+// does not match, a failing hook or DDL file): the release is not retried.
+type stepError struct{ err error }
+
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+func releaseFault(err error) error {
+	if err == nil || fault.KindOf(err) == fault.KindTransient || fault.KindOf(err) == fault.KindRejected {
+		return err
+	}
+	return &stepError{err}
+}
+
+// composeClient finds docker compose (v2) or docker-compose (v1) once.
+func (a *Agent) composeClient(ctx context.Context) (*compose.Client, error) {
+	if a.Compose != nil {
+		return a.Compose, nil
+	}
+	c, err := compose.Detect(ctx, a.ToolEnv, a.Log)
+	if err != nil {
+		return nil, err
+	}
+	a.Compose = c
+	return c, nil
+}
+
+func (a *Agent) logDir(id string) string { return filepath.Join(a.Cfg.StateDir, "logs", id) }
+
+func (a *Agent) composeDir() string { return filepath.Join(a.Cfg.StateDir, "compose") }
+
+// depsKey is the dependency key of rel on this host.
+func (a *Agent) depsKey(ctx context.Context, rel *manifest.Release) (*plan.Deps, error) {
+	if a.tools == "" {
+		t, err := deps.Versions(ctx, a.ToolEnv, rel.Spec.User)
+		if err != nil {
+			return nil, err
+		}
+		a.toolVersions, a.tools = t, fmt.Sprintf("node %s, pnpm %s", t.Node, t.Pnpm)
+	}
+	return &plan.Deps{Key: deps.Key(rel.Inputs.Dependencies.Digest, a.toolVersions), Tools: a.tools}, nil
+}
+
+// observeSteps fills what the plan needs to decide on install, compose
+// and schema. The database is consulted only when the schema inputs
+// differ from what the running release recorded.
+func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manifest.Release, cur *state.Release) error {
+	spec := &rel.Spec
+	if in := spec.Install; in != nil {
+		d, err := a.depsKey(ctx, rel)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur == nil || cur.Deps == nil:
+			d.Reuse = "nothing installed"
+		default:
+			if err := deps.Check(filepath.Join(cur.Dir, in.Cwd), d.Key); err != nil {
+				d.Reuse = err.Error()
+			}
+		}
+		obs.Deps = d
+	}
+	if c := spec.Compose; c != nil {
+		cl, err := a.composeClient(ctx)
+		if err != nil {
+			return err
+		}
+		svcs, err := cl.Status(ctx, c.Project)
+		if err != nil {
+			return err
+		}
+		obs.Services = map[string]plan.Service{}
+		for name, s := range svcs {
+			obs.Services[name] = plan.Service{Running: s.State == "running", State: s.State, Health: s.Health}
+		}
+		if cur != nil && cur.Compose != nil && len(cur.Compose.Images) > 0 {
+			ids, err := cl.ImageIDs(ctx, slices.Sorted(maps.Keys(cur.Compose.Images)))
+			if err != nil {
+				return err
+			}
+			obs.Images = ids
+		}
+	}
+	if sc := spec.Schema; sc != nil && (cur == nil || cur.Schema == nil || cur.Schema.Digest != rel.Inputs.Schema.Digest) {
+		im, err := a.importer(ctx, sc)
+		if err != nil {
+			return err
+		}
+		files, seeds := schemaFiles(rel)
+		p, err := im.Pending(ctx, files, seeds)
+		if err != nil {
+			return fault.Transient(fmt.Errorf("reading the schema history: %w", err))
+		}
+		sp := &plan.SchemaPending{Seeds: p.Seeds}
+		for _, c := range p.Changes {
+			sp.Changes = append(sp.Changes, plan.SchemaChange{File: c.File, Why: c.Why})
+		}
+		obs.Schema = sp
+	}
+	return nil
+}
+
+// schemaFiles lists the release's schema files with their signed digests.
+func schemaFiles(rel *manifest.Release) (files, seeds []schema.File) {
+	sc := rel.Spec.Schema
+	for _, n := range sc.Files {
+		files = append(files, schema.File{Name: n, SHA256: rel.Inputs.Schema.Files[n]})
+	}
+	for _, n := range sc.Seed {
+		seeds = append(seeds, schema.File{Name: n, SHA256: rel.Inputs.Schema.Files[n]})
+	}
+	return files, seeds
+}
+
+func (a *Agent) importer(ctx context.Context, sc *manifest.Schema) (*schema.Importer, error) {
+	url, err := a.Secrets.Resolve(ctx, sc.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("schema.databaseURL: %w", err)
+	}
+	return &schema.Importer{URL: url, Log: a.Log, Now: a.Now, Env: a.ToolEnv}, nil
+}
+
+// prepare installs dependencies and runs build hooks in dir, or carries
+// their results over from the running release, as the plan says.
+func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release, cur *state.Release, dir string) (*state.Deps, error) {
+	spec := &rel.Spec
+	if spec.Install == nil && len(spec.Build) == 0 {
+		return nil, nil
+	}
+	if os.Geteuid() == 0 {
+		// Install scripts and hooks run as the app user, who must be able
+		// to write node_modules and build outputs.
+		u, err := proc.LookupUser(spec.User)
+		if err != nil {
+			return nil, fmt.Errorf("spec.user: %w", err)
+		}
+		if err := tree.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	logs := a.logDir(filepath.Base(dir))
+	if err := os.MkdirAll(logs, 0o750); err != nil {
+		return nil, err
+	}
+	var rec *state.Deps
+	if in := spec.Install; in != nil {
+		d, err := a.depsKey(ctx, rel)
+		if err != nil {
+			return nil, err
+		}
+		target := filepath.Join(dir, in.Cwd)
+		if p.Has(plan.Install, "") {
+			inst := &deps.Installer{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
+			if err := inst.Install(ctx, target, in.Command, in.Timeout.Duration, filepath.Join(logs, "install.log"), d.Key); err != nil {
+				return nil, releaseFault(fmt.Errorf("install: %w", err))
+			}
+		} else {
+			if err := deps.Reuse(filepath.Join(cur.Dir, in.Cwd), target, d.Key); err != nil {
+				return nil, fmt.Errorf("reusing node_modules of %s: %w", cur.ID, err)
+			}
+		}
+		rec = &state.Deps{Key: d.Key, Tools: d.Tools}
+	}
+	run := &hooks.Runner{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
+	for _, h := range spec.Build {
+		if p.Has(plan.Build, h.Name) {
+			if err := run.Run(ctx, dir, h.Name, h.Cwd, h.Command, h.Timeout.Duration, filepath.Join(logs, "build-"+h.Name+".log")); err != nil {
+				return nil, releaseFault(err)
+			}
+			continue
+		}
+		if err := hooks.CarryOver(cur.Dir, dir, h.Outputs); err != nil {
+			return nil, fmt.Errorf("build hook %q: %w", h.Name, err)
+		}
+	}
+	return rec, nil
+}
+
+// saveComposeInputs keeps a verified copy of the compose file and its env
+// file in the agent's own directory: the release tree belongs to the app
+// user, and compose runs as root.
+func (a *Agent) saveComposeInputs(spec *manifest.Spec, inputs manifest.Inputs, dir, id string, envData []byte) error {
+	c := spec.Compose
+	data, err := os.ReadFile(filepath.Join(dir, c.File))
+	if err != nil {
+		return fmt.Errorf("compose file: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if want := inputs.Compose.Files[c.File]; hex.EncodeToString(sum[:]) != want {
+		return fault.Rejected(fmt.Errorf("compose file %s: sha256 %s does not match the signed release's %s", c.File, hex.EncodeToString(sum[:]), want))
+	}
+	if err := os.MkdirAll(a.composeDir(), 0o700); err != nil {
+		return err
+	}
+	if err := state.WriteFile(filepath.Join(a.composeDir(), id+".yml"), data, 0o600); err != nil {
+		return err
+	}
+	return state.WriteFile(filepath.Join(a.composeDir(), id+".env"), envData, 0o600)
+}
+
+// composeProject is the compose project of a release: its verified file,
+// the live root as project directory (so definitions do not change with
+// the release directory's name) and its env file.
+func (a *Agent) composeProject(spec *manifest.Spec, id string) compose.Project {
+	p := compose.Project{Name: spec.Compose.Project, File: filepath.Join(a.composeDir(), id+".yml"), Dir: a.Cfg.Root}
+	if spec.Compose.EnvFile != "" {
+		p.EnvFile = filepath.Join(a.composeDir(), id+".env")
+	}
+	return p
+}
+
+// composeUp brings the services of the release in dir up and waits for
+// the declared ones to be healthy; compose leaves unchanged containers alone.
+func (a *Agent) composeUp(ctx context.Context, spec *manifest.Spec, inputs manifest.Inputs, key, dir string) (*state.Compose, error) {
+	cl, err := a.composeClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	proj := a.composeProject(spec, filepath.Base(dir))
+	if _, err := os.Stat(proj.File); err != nil {
+		// Staged by an older agent: verify and copy from the tree now.
+		envs, rerr := a.readEnvs(dir)
+		if rerr != nil {
+			return nil, rerr
+		}
+		envData, ferr := secrets.Format(envs[spec.Compose.EnvFile])
+		if ferr != nil {
+			return nil, ferr
+		}
+		if err := a.saveComposeInputs(spec, inputs, dir, filepath.Base(dir), envData); err != nil {
+			return nil, err
+		}
+	}
+	logs := a.logDir(filepath.Base(dir))
+	if err := os.MkdirAll(logs, 0o750); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(logs, "compose.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	if err := cl.Up(ctx, proj, logf); err != nil {
+		return nil, fmt.Errorf("compose up: %w", err)
+	}
+	timeout := spec.Compose.HealthTimeout.Duration
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	if err := cl.WaitHealthy(ctx, spec.Compose.Project, spec.Compose.Services, timeout, time.Second); err != nil {
+		return nil, err
+	}
+	images, err := cl.Images(ctx, proj)
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, ref := range images {
+		refs = append(refs, ref)
+	}
+	slices.Sort(refs)
+	ids, err := cl.ImageIDs(ctx, slices.Compact(refs))
+	if err != nil {
+		return nil, err
+	}
+	return &state.Compose{Key: key, Images: ids}, nil
+}
+
+// importSchema dumps the schemas, then applies what the database lacks.
+func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifest.Release, dir string) (*state.Schema, error) {
+	sc := rel.Spec.Schema
+	rec := &state.Schema{Digest: rel.Inputs.Schema.Digest}
+	files, err := schema.Load(dir, sc.Files)
+	if err != nil {
+		return nil, err
+	}
+	seeds, err := schema.Load(dir, sc.Seed)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range append(slices.Clone(files), seeds...) {
+		if want := rel.Inputs.Schema.Files[f.Name]; f.SHA256 != want {
+			return nil, fault.Rejected(fmt.Errorf("schema file %s: sha256 %s does not match the signed release's %s", f.Name, f.SHA256, want))
+		}
+	}
+	im, err := a.importer(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	dump := filepath.Join(a.Cfg.Backups, "schema", fmt.Sprintf("%s-%s.sql", filepath.Base(dir), a.Now().UTC().Format("20060102T150405Z")))
+	if err := os.MkdirAll(filepath.Dir(dump), 0o700); err != nil {
+		return nil, err
+	}
+	if err := im.Dump(ctx, sc.Schemas, dump); err != nil {
+		return nil, fmt.Errorf("dumping the database before the schema import: %w", err)
+	}
+	j.Schema = &state.SchemaUndo{Dump: dump, Schemas: sc.Schemas, Reversible: sc.Reversible, DatabaseURL: sc.DatabaseURL}
+	if err := a.states.WriteJournal(j); err != nil {
+		return nil, err
+	}
+	a.crashPoint("importing")
+	res, err := im.Apply(ctx, files, seeds, schema.ApplyOptions{Seq: rel.Seq, Host: a.Cfg.HostID, AllowDestructive: sc.AllowDestructive})
+	if err != nil {
+		return nil, releaseFault(fmt.Errorf("schema import (nothing applied; the database is as before): %w", err))
+	}
+	rec.Applied, rec.Seeded = res.Applied, res.Seeded
+	if len(res.Applied)+len(res.Seeded) > 0 {
+		rec.Dump = dump
+	} else {
+		os.Remove(dump) // another host imported first
+	}
+	return rec, nil
+}
+
+// undoServices brings the previous release's compose definition back and,
+// when the failed release imported a schema change and declared it
+// reversible, restores the dump. It returns what it did about the schema,
+// for the status.
+func (a *Agent) undoServices(ctx context.Context, prev *state.Release, failed *manifest.Release, composed bool, imported *state.Schema) (string, error) {
+	var errs []error
+	if composed && prev != nil && prev.Spec != nil && prev.Spec.Compose != nil && prev.Compose != nil {
+		if _, err := a.composeUp(ctx, prev.Spec, prev.Inputs, prev.Compose.Key, prev.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("bringing back the compose services of %s: %w", prev.ID, err))
+		}
+	}
+	var what string
+	if imported != nil && imported.Dump != "" {
+		changed := strings.Join(append(slices.Clone(imported.Applied), imported.Seeded...), ", ")
+		sc := failed.Spec.Schema
+		if sc.Reversible {
+			im, err := a.importer(ctx, sc)
+			if err == nil {
+				err = im.Restore(ctx, sc.Schemas, imported.Dump, failed.Seq)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("restoring the schema dump %s: %w", imported.Dump, err))
+				what = fmt.Sprintf("restoring the dump %s failed; seq %d's schema changes (%s) are still in the database", imported.Dump, failed.Seq, changed)
+			} else {
+				what = fmt.Sprintf("restored the dump taken before seq %d's import (%s): undid %s", failed.Seq, imported.Dump, changed)
+			}
+		} else {
+			what = fmt.Sprintf("kept seq %d's schema changes (%s): the release does not declare its import reversible; the dump taken before is %s", failed.Seq, changed, imported.Dump)
+		}
+	}
+	return what, errors.Join(errs...)
+}
+
+// dropStaged removes a staged release directory that will not be
+// activated (and, for a reinstall of the running release, nothing).
+func (a *Agent) dropStaged(dir string, sameRelease bool) {
+	os.RemoveAll(dir + ".tmp")
+	if !sameRelease {
+		os.RemoveAll(dir)
+		os.Remove(filepath.Join(a.composeDir(), filepath.Base(dir)+".yml"))
+		os.Remove(filepath.Join(a.composeDir(), filepath.Base(dir)+".env"))
+	}
+}
+
+// services runs the compose and schema steps of the plan, journaled, and
+// returns what the release converges with. composed reports whether
+// compose up ran (also when it failed), so a failure can undo it.
+func (a *Agent) services(ctx context.Context, j *state.Journal, p plan.Plan, rel *manifest.Release, cur *state.Release, dir string) (c *state.Compose, s *state.Schema, composed bool, err error) {
+	if spec := rel.Spec.Compose; spec != nil {
+		key := plan.ComposeKey(rel)
+		if p.Has(plan.Compose, "") {
+			j.Compose = true
+			if err := a.states.WriteJournal(j); err != nil {
+				return nil, nil, false, err
+			}
+			a.crashPoint("composing")
+			if c, err = a.composeUp(ctx, &rel.Spec, rel.Inputs, key, dir); err != nil {
+				return nil, nil, true, err
+			}
+			composed = true
+		} else {
+			c = &state.Compose{Key: key}
+			if cur != nil && cur.Compose != nil {
+				c.Images = cur.Compose.Images
+			}
+		}
+	}
+	if rel.Spec.Schema != nil {
+		if p.Has(plan.Schema, "") {
+			if s, err = a.importSchema(ctx, j, rel, dir); err != nil {
+				return c, nil, composed, err
+			}
+		} else {
+			s = &state.Schema{Digest: rel.Inputs.Schema.Digest}
+		}
+	}
+	return c, s, composed, nil
+}
+
+// undoInterrupted undoes the compose and schema steps of a converge a
+// crash interrupted, before the host returns to prev: the import is
+// looked up in the schema history, as the crash may have come before or
+// after its commit.
+func (a *Agent) undoInterrupted(ctx context.Context, j *state.Journal, prev *state.Release) string {
+	var imported *state.Schema
+	failed := &manifest.Release{Seq: j.Seq}
+	if u := j.Schema; u != nil {
+		failed.Spec.Schema = &manifest.Schema{DatabaseURL: u.DatabaseURL, Schemas: u.Schemas, Reversible: u.Reversible}
+		im, err := a.importer(ctx, failed.Spec.Schema)
+		var rows []schema.HistoryRow
+		if err == nil {
+			rows, err = im.Applied(ctx)
+		}
+		if err != nil {
+			a.Log.Error("recovery: reading the schema history", "err", err)
+			return fmt.Sprintf("could not check whether seq %d's schema import committed: %v; the dump taken before it is %s", j.Seq, err, u.Dump)
+		}
+		imported = &state.Schema{Dump: u.Dump}
+		for _, r := range rows {
+			if r.Seq == j.Seq && r.Host == a.Cfg.HostID {
+				if r.Kind == schema.KindSeed {
+					imported.Seeded = append(imported.Seeded, r.File)
+				} else {
+					imported.Applied = append(imported.Applied, r.File)
+				}
+			}
+		}
+		if len(imported.Applied)+len(imported.Seeded) == 0 {
+			os.Remove(u.Dump) // the crash came before the commit: nothing to undo
+			imported = nil
+		}
+	}
+	what, err := a.undoServices(ctx, prev, failed, j.Compose, imported)
+	if err != nil {
+		a.Log.Error("recovery: undoing compose and schema steps", "err", err)
+	}
+	return what
+}
