@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cohuron/deploy/pkg/compose"
-	"github.com/cohuron/deploy/pkg/deps"
 	"github.com/cohuron/deploy/pkg/health"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/pm2"
@@ -65,9 +64,6 @@ type Agent struct {
 	CrashAt string
 
 	states state.Store
-	// tools and toolVersions cache node's and pnpm's versions.
-	tools        string
-	toolVersions deps.Tools
 }
 
 // Journal points where a crash can be injected, in converge order.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -63,14 +64,39 @@ func (a *Agent) composeDir() string { return filepath.Join(a.Cfg.StateDir, "comp
 
 // depsKey is the dependency key of rel on this host.
 func (a *Agent) depsKey(ctx context.Context, rel *manifest.Release) (*plan.Deps, error) {
-	if a.tools == "" {
-		t, err := deps.Versions(ctx, a.ToolEnv, rel.Spec.User)
-		if err != nil {
-			return nil, err
-		}
-		a.toolVersions, a.tools = t, fmt.Sprintf("node %s, pnpm %s", t.Node, t.Pnpm)
+	t, err := a.toolVersions(ctx, rel.Spec.User)
+	if err != nil {
+		return nil, err
 	}
-	return &plan.Deps{Key: deps.Key(rel.Inputs.Dependencies.Digest, a.toolVersions), Tools: a.tools}, nil
+	return &plan.Deps{Key: deps.Key(rel.Inputs.Dependencies.Digest, t), Tools: fmt.Sprintf("node %s, pnpm %s", t.Node, t.Pnpm)}, nil
+}
+
+// toolCache is <stateDir>/tools.json: node's and pnpm's versions by the
+// fingerprint of their files, so a poll does not start pnpm (a third of
+// a second) to learn what it already knows.
+type toolCache struct {
+	Fingerprint string     `json:"fingerprint"`
+	Tools       deps.Tools `json:"tools"`
+}
+
+func (a *Agent) toolVersions(ctx context.Context, user string) (deps.Tools, error) {
+	path := filepath.Join(a.Cfg.StateDir, "tools.json")
+	fp, err := deps.Fingerprint(a.ToolEnv)
+	if err != nil {
+		return deps.Tools{}, fmt.Errorf("tool versions: %w", err)
+	}
+	var c toolCache
+	if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &c) == nil && c.Fingerprint == fp && c.Tools.Node != "" {
+		return c.Tools, nil
+	}
+	t, err := deps.Versions(ctx, a.ToolEnv, user)
+	if err != nil {
+		return deps.Tools{}, err
+	}
+	if err := state.WriteJSON(path, toolCache{Fingerprint: fp, Tools: t}); err != nil {
+		a.Log.Warn("caching tool versions", "err", err)
+	}
+	return t, nil
 }
 
 // observeSteps fills what the plan needs to decide on install, compose
@@ -94,10 +120,9 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		obs.Deps = d
 	}
 	if c := spec.Compose; c != nil {
-		cl, err := a.composeClient(ctx)
-		if err != nil {
-			return err
-		}
+		// Status and image IDs come from the docker CLI: no need to find
+		// (and start) compose itself on every poll.
+		cl := &compose.Client{Env: a.ToolEnv, Log: a.Log}
 		svcs, err := cl.Status(ctx, c.Project)
 		if err != nil {
 			return err
@@ -280,7 +305,7 @@ func (a *Agent) composeUp(ctx context.Context, spec *manifest.Spec, inputs manif
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	if err := cl.WaitHealthy(ctx, spec.Compose.Project, spec.Compose.Services, timeout, time.Second); err != nil {
+	if err := cl.WaitHealthy(ctx, spec.Compose.Project, spec.Compose.Services, timeout, 250*time.Millisecond); err != nil {
 		return nil, err
 	}
 	images, err := cl.Images(ctx, proj)

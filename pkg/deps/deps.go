@@ -74,6 +74,45 @@ func Versions(ctx context.Context, env []string, user string) (Tools, error) {
 	return t, nil
 }
 
+// Fingerprint identifies the node and pnpm that env's PATH finds, by the
+// path, size and modification time of the files they resolve to, so the
+// versions can be cached without starting either: an upgrade replaces
+// the files and changes the fingerprint.
+func Fingerprint(env []string) (string, error) {
+	path := ""
+	for _, kv := range env { // the last PATH wins, as in the child
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	var parts []string
+	for _, name := range []string{"node", "pnpm"} {
+		found := ""
+		for _, dir := range filepath.SplitList(path) {
+			if !filepath.IsAbs(dir) {
+				continue
+			}
+			if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+				found = filepath.Join(dir, name)
+				break
+			}
+		}
+		if found == "" {
+			return "", fmt.Errorf("%s not found in PATH %s", name, path)
+		}
+		real, err := filepath.EvalSymlinks(found)
+		if err != nil {
+			return "", err
+		}
+		fi, err := os.Stat(real)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, fmt.Sprintf("%s=%s:%d:%d", name, real, fi.Size(), fi.ModTime().UnixNano()))
+	}
+	return strings.Join(parts, " "), nil
+}
+
 // parseVersion takes the last line that is a version: a notice printed
 // before it does not change the key.
 func parseVersion(out []byte) (string, error) {

@@ -474,3 +474,36 @@ func TestInstallChecksOwner(t *testing.T) {
 		t.Errorf("Install in root's directory = %v, want an owner error", err)
 	}
 }
+
+func TestFingerprint(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"node", "pnpm.cjs"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("v1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("pnpm.cjs", filepath.Join(dir, "pnpm")); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=relative:" + dir}
+	fp1, err := Fingerprint(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fp1, filepath.Join(dir, "pnpm.cjs")) {
+		t.Errorf("fingerprint %q does not follow the pnpm link", fp1)
+	}
+	if fp, _ := Fingerprint(env); fp != fp1 {
+		t.Errorf("fingerprint changed without a change: %q -> %q", fp1, fp)
+	}
+	// An upgrade rewrites the file.
+	if err := os.WriteFile(filepath.Join(dir, "pnpm.cjs"), []byte("v2 longer"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fp, _ := Fingerprint(env); fp == fp1 {
+		t.Errorf("fingerprint unchanged after pnpm changed: %q", fp)
+	}
+	if _, err := Fingerprint([]string{"PATH=/nonexistent"}); err == nil || !strings.Contains(err.Error(), "node not found in PATH /nonexistent") {
+		t.Errorf("missing node: %v", err)
+	}
+}
