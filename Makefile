@@ -10,12 +10,12 @@ demo: ## publish and verify the sample app on a local directory store (no cloud 
 
 test: deps unit fuzz ## install what the tests need, then run them all (CI runs this)
 
-deps: ## git, unshare, node/npm (Debian); MinIO, cosign (Go); PM2, pnpm (npm): installed once, idempotently
+deps: ## git, unshare, node/npm, PostgreSQL, Docker engine and docker-compose (Debian); MinIO, cosign (Go); PM2, pnpm (npm): installed once, idempotently
 	./scripts/install-test-deps.sh
 
 unit:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 
 fuzz: ## every fuzz target, briefly
 	./scripts/fuzz.sh $(FUZZTIME)
@@ -23,6 +23,7 @@ fuzz: ## every fuzz target, briefly
 bench: deps ## bundle build vs git archive / tar -czf; agent vs a seed-style redeploy; as ratios
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/gitbundle/
 	$(GO) test -run '^$$' -bench BenchmarkAgent -benchtime 1x ./e2e/
+	$(GO) test -run '^$$' -bench BenchmarkConverge -benchtime 1x ./e2e/
 
 verify: ## gofmt, vet, go mod tidy, golangci-lint (depguard holds the layering)
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

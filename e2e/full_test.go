@@ -181,7 +181,7 @@ spec:
       health:
         - http: {url: "http://127.0.0.1:%[3]d/api/v1/health"}
           timeout: 3s
-          within: 30s
+          within: 15s
     - name: web
       cwd: apps/web
       command: [node, server.js]
@@ -512,4 +512,34 @@ func TestFullConverge(t *testing.T) {
 	// Repaired, and the rolled-back seq is still not retried.
 	out = h.once(0)
 	mustContain(out, "blocked", "known-bad")
+
+	// node_modules damaged by hand: installed again in place, then restarted.
+	live = h.liveRelease()
+	os.RemoveAll(filepath.Join(h.dir, "opt/cohuron/apps/api/node_modules"))
+	out, _ = h.agent("plan")
+	mustContain(out, "node_modules of the running release is damaged", "apps/api/node_modules missing")
+	h.once(0)
+	if h.liveRelease() != live || !fileExists(filepath.Join(h.dir, "opt/cohuron/apps/api/node_modules/pg/package.json")) {
+		t.Fatal("node_modules not repaired in place")
+	}
+	if _, code := h.health(); code != 200 {
+		t.Fatalf("after repairing node_modules: health %d", code)
+	}
+
+	// The same breaking change in a release that does not declare its
+	// import reversible: the rollback keeps the schema change and says so;
+	// the old code cannot run on it either, so the rollback fails loudly.
+	h.git("revert", "--no-edit", "HEAD") // drop db/09_rename.ddl
+	h.reversible = false
+	h.edit("db/10_rename.ddl", func(string) string { return "ALTER TABLE app.tasks RENAME TO tasks_gone;\n" })
+	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/10_rename.ddl\ndb/seed.sql", 1) })
+	h.writeManifest()
+	h.commit("rename tasks, not reversible")
+	h.publish()
+	h.once(5)
+	out, _ = h.agent("status")
+	mustContain(out, "schema:   kept seq", "db/10_rename.ddl", "does not declare its import reversible")
+	if n := h.sql("SELECT count(*) FROM app.tasks_gone"); n != "31" {
+		t.Fatalf("the kept schema change lost rows: %s", n)
+	}
 }

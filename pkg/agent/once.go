@@ -339,6 +339,13 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		if envs, err = a.readEnvs(newDir); err != nil {
 			return a.fail(ctx, st, attempt, out, err)
 		}
+		if p.Has(plan.Install, "") {
+			// Damaged node_modules of the running release: installed again
+			// in place.
+			if depsRec, err = a.prepare(ctx, p, rel, st.Current, newDir); err != nil {
+				return a.fail(ctx, st, attempt, out, err)
+			}
+		}
 	}
 
 	// Services and schema, before the switch: the new code starts against

@@ -45,6 +45,18 @@ func releaseFault(err error) error {
 	return &stepError{err}
 }
 
+// networkTrouble reports whether an install failed for want of the
+// registry rather than because of the release (npm's and pnpm's codes).
+func networkTrouble(err error) bool {
+	msg := err.Error()
+	for _, code := range []string{"ERR_PNPM_META_FETCH_FAIL", "ERR_PNPM_FETCH_", "ETIMEDOUT", "ECONNRESET", "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ENETUNREACH"} {
+		if strings.Contains(msg, code) {
+			return true
+		}
+	}
+	return false
+}
+
 // composeClient finds docker compose (v2) or docker-compose (v1) once.
 func (a *Agent) composeClient(ctx context.Context) (*compose.Client, error) {
 	if a.Compose != nil {
@@ -210,9 +222,16 @@ func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release,
 		if p.Has(plan.Install, "") {
 			inst := &deps.Installer{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
 			if err := inst.Install(ctx, target, in.Command, in.Timeout.Duration, filepath.Join(logs, "install.log"), d.Key); err != nil {
-				return nil, releaseFault(fmt.Errorf("install: %w", err))
+				err = fmt.Errorf("install: %w", err)
+				if networkTrouble(err) {
+					return nil, fault.Transient(err) // retried on the next poll
+				}
+				return nil, releaseFault(err)
 			}
 		} else {
+			if cur == nil {
+				return nil, errors.New("install: nothing to reuse node_modules from")
+			}
 			if err := deps.Reuse(filepath.Join(cur.Dir, in.Cwd), target, d.Key); err != nil {
 				return nil, fmt.Errorf("reusing node_modules of %s: %w", cur.ID, err)
 			}
@@ -226,6 +245,12 @@ func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release,
 				return nil, releaseFault(err)
 			}
 			continue
+		}
+		if cur == nil {
+			return nil, fmt.Errorf("build hook %q: no running release to carry outputs over from", h.Name)
+		}
+		if cur.Dir == dir {
+			continue // a repair in place: the outputs are there
 		}
 		if err := hooks.CarryOver(cur.Dir, dir, h.Outputs); err != nil {
 			return nil, fmt.Errorf("build hook %q: %w", h.Name, err)
@@ -359,7 +384,13 @@ func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifes
 	a.crashPoint("importing")
 	res, err := im.Apply(ctx, files, seeds, schema.ApplyOptions{Seq: rel.Seq, Host: a.Cfg.HostID, AllowDestructive: sc.AllowDestructive})
 	if err != nil {
-		return nil, releaseFault(fmt.Errorf("schema import (nothing applied; the database is as before): %w", err))
+		err = fmt.Errorf("schema import (nothing applied; the database is as before): %w", err)
+		var fe *schema.FileError
+		var de *schema.DestructiveError
+		if errors.As(err, &fe) || errors.As(err, &de) {
+			return nil, releaseFault(err) // the release's own files: not retried
+		}
+		return nil, fault.Transient(err) // the database: retried on the next poll
 	}
 	rec.Applied, rec.Seeded = res.Applied, res.Seeded
 	if len(res.Applied)+len(res.Seeded) > 0 {

@@ -170,12 +170,15 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 	case cur.Digest == d.Digest:
 		// Same release: only drift needs work.
 		p.FromSeq = cur.Seq
-		reinstall := ""
+		reinstall, repairDeps := "", ""
 		switch {
 		case !obs.CurrentDirOK:
 			reinstall = "release directory " + cur.Dir + " is missing"
 		case obs.Deps != nil && obs.Deps.Reuse != "":
-			reinstall = "node_modules of the running release is damaged: " + obs.Deps.Reuse
+			// Installed again in place: the running processes keep the
+			// modules they loaded until they are restarted on the result.
+			repairDeps = "node_modules of the running release is damaged: " + obs.Deps.Reuse
+			add(Install, "", "%s", repairDeps)
 		}
 		if reinstall != "" {
 			fullInstall(add, rel, reinstall, obs)
@@ -185,7 +188,8 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 			for _, h := range rel.Spec.Build {
 				add(Build, h.Name, "%s", reinstall)
 			}
-		} else if obs.RootTarget != cur.Dir {
+		}
+		if reinstall == "" && obs.RootTarget != cur.Dir {
 			found := obs.RootTarget
 			if obs.RootIsPlainDir {
 				found = "a plain directory"
@@ -195,12 +199,13 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 			add(Switch, "", "root points at %s, expected %s", found, cur.Dir)
 		}
 		services(add, skip, rel, cur, obs)
-		restartAll := reinstall != ""
 		for _, pr := range procs {
 			o := obs.Processes[pr.Name]
 			switch {
-			case restartAll:
+			case reinstall != "":
 				add(Restart, pr.Name, "release directory was reinstalled")
+			case repairDeps != "":
+				add(Restart, pr.Name, "node_modules was installed again")
 			case !o.Running:
 				add(Restart, pr.Name, "process %s not running", pr.Name)
 			default:

@@ -243,3 +243,23 @@ func TestMakeDriftRunsOnlyCompose(t *testing.T) {
 		t.Errorf("nothing drifted, plan:\n%s", show(p.Steps))
 	}
 }
+
+// TestMakeDamagedNodeModules: the running release's node_modules is
+// installed again in place and every process restarts on it; nothing is
+// extracted or switched.
+func TestMakeDamagedNodeModules(t *testing.T) {
+	rel1 := fullRelease(1, codeOld, depsOld, "c1", fullSpec())
+	obs := quiet(keyOld)
+	obs.Deps.Reuse = "apps/api/node_modules missing"
+	p := plan.Make(plan.Desired{Release: rel1, Digest: curDig}, converged(rel1), obs)
+	want := []plan.Step{
+		step(plan.Install, "", "node_modules of the running release is damaged: apps/api/node_modules missing"),
+		step(plan.Restart, "api", "node_modules was installed again"),
+		step(plan.Restart, "web", "node_modules was installed again"),
+		step(plan.Health, "api", "1 health check(s) after restart"),
+		step(plan.Health, "web", "1 health check(s) after restart"),
+	}
+	if !slices.Equal(p.Steps, want) {
+		t.Errorf("plan:\n%s\nwant:\n%s", show(p.Steps), show(want))
+	}
+}
