@@ -333,13 +333,16 @@ func (a *Agent) composeUp(ctx context.Context, spec *manifest.Spec, inputs manif
 	if err := cl.WaitHealthy(ctx, spec.Compose.Project, spec.Compose.Services, timeout, 250*time.Millisecond); err != nil {
 		return nil, err
 	}
-	images, err := cl.Images(ctx, proj)
+	// The images the containers run, to notice a rebuilt or re-pulled tag.
+	svcs, err := cl.Status(ctx, spec.Compose.Project)
 	if err != nil {
 		return nil, err
 	}
 	var refs []string
-	for _, ref := range images {
-		refs = append(refs, ref)
+	for _, s := range svcs {
+		if s.Image != "" {
+			refs = append(refs, s.Image)
+		}
 	}
 	slices.Sort(refs)
 	ids, err := cl.ImageIDs(ctx, slices.Compact(refs))

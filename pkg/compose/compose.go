@@ -64,6 +64,7 @@ type Service struct {
 	// has no healthcheck.
 	Health     string
 	ConfigHash string // the com.docker.compose.config-hash label
+	Image      string // the image reference the container was created from
 }
 
 // OK reports whether the container runs and is healthy or has no
@@ -247,7 +248,7 @@ func (c *Client) ImageIDs(ctx context.Context, refs []string) (map[string]string
 
 // psFormat is one container per line: service, ID, state, status,
 // config hash, one-off ("True" for `compose run` containers).
-const psFormat = `{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.State}}\t{{.Status}}\t{{.Label "com.docker.compose.config-hash"}}\t{{.Label "com.docker.compose.oneoff"}}`
+const psFormat = `{{.Label "com.docker.compose.service"}}\t{{.ID}}\t{{.State}}\t{{.Status}}\t{{.Label "com.docker.compose.config-hash"}}\t{{.Label "com.docker.compose.oneoff"}}\t{{.Image}}`
 
 // Status lists the project's containers (running or not, by the
 // com.docker.compose.project label, which v1 and v2 both set), keyed by
@@ -298,13 +299,13 @@ func parseStatus(out []byte) (map[string]Service, error) {
 			continue
 		}
 		f := strings.Split(line, "\t")
-		if len(f) != 6 {
-			return nil, fmt.Errorf("docker ps: expected 6 tab-separated fields, found %d in %q", len(f), line)
+		if len(f) != 7 {
+			return nil, fmt.Errorf("docker ps: expected 7 tab-separated fields, found %d in %q", len(f), line)
 		}
 		if f[0] == "" || strings.EqualFold(f[5], "true") {
 			continue // not a service container, or a one-off
 		}
-		s := Service{Name: f[0], Container: f[1], State: f[2], ConfigHash: f[4]}
+		s := Service{Name: f[0], Container: f[1], State: f[2], ConfigHash: f[4], Image: f[6]}
 		if m := healthRE.FindStringSubmatch(f[3]); m != nil {
 			s.Health = strings.TrimPrefix(m[1], "health: ")
 		}

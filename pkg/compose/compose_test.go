@@ -363,7 +363,7 @@ func TestImageIDs(t *testing.T) {
 
 // psLine is one line of docker ps in psFormat.
 func psLine(service, id, state, status, hash, oneoff string) string {
-	return strings.Join([]string{service, id, state, status, hash, oneoff}, "\t") + "\n"
+	return strings.Join([]string{service, id, state, status, hash, oneoff, "stub:1"}, "\t") + "\n"
 }
 
 func TestStatus(t *testing.T) {
@@ -383,11 +383,11 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]Service{
-		"cache": {Name: "cache", Container: "c1", State: "running", Health: "healthy", ConfigHash: hashCache},
-		"queue": {Name: "queue", Container: "q1", State: "running", Health: "starting", ConfigHash: hashQueue},
-		"web":   {Name: "web", Container: "w1", State: "running", ConfigHash: "h"},
-		"job":   {Name: "job", Container: "j1", State: "exited", ConfigHash: "h"},
-		"api":   {Name: "api", Container: "a1", State: "running", Health: "unhealthy", ConfigHash: "h"},
+		"cache": {Name: "cache", Container: "c1", State: "running", Health: "healthy", ConfigHash: hashCache, Image: "stub:1"},
+		"queue": {Name: "queue", Container: "q1", State: "running", Health: "starting", ConfigHash: hashQueue, Image: "stub:1"},
+		"web":   {Name: "web", Container: "w1", State: "running", ConfigHash: "h", Image: "stub:1"},
+		"job":   {Name: "job", Container: "j1", State: "exited", ConfigHash: "h", Image: "stub:1"},
+		"api":   {Name: "api", Container: "a1", State: "running", Health: "unhealthy", ConfigHash: "h", Image: "stub:1"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Status =\n%v\nwant\n%v", got, want)
@@ -408,7 +408,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestParseStatusRejects(t *testing.T) {
-	if _, err := parseStatus([]byte("cache running\n")); err == nil || !strings.Contains(err.Error(), "6 tab-separated fields") {
+	if _, err := parseStatus([]byte("cache running\n")); err == nil || !strings.Contains(err.Error(), "7 tab-separated fields") {
 		t.Errorf("err = %v, want one about the fields", err)
 	}
 	if got, err := parseStatus([]byte("\n")); err != nil || len(got) != 0 {
