@@ -328,8 +328,17 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 			depsRec, err = a.prepare(ctx, p, rel, prev, newDir)
 		}
 		if err != nil {
+			// Dropped also when reinstalling the running release: its
+			// directory was missing, and a half-prepared one must not
+			// look intact to the next poll.
 			a.dropStaged(newDir, sameRelease)
 			a.clearJournal()
+			if sameRelease {
+				var se *stepError
+				if errors.As(err, &se) {
+					err = se.err // the running release is not marked bad
+				}
+			}
 			return a.fail(ctx, st, attempt, out, err)
 		}
 	} else if st.Current != nil {
@@ -341,9 +350,13 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		}
 		if p.Has(plan.Install, "") {
 			// Damaged node_modules of the running release: installed again
-			// in place.
+			// in place. A failure is not the release's fault: it ran.
 			if depsRec, err = a.prepare(ctx, p, rel, st.Current, newDir); err != nil {
-				return a.fail(ctx, st, attempt, out, err)
+				var se *stepError
+				if errors.As(err, &se) {
+					err = se.err
+				}
+				return a.fail(ctx, st, attempt, out, fmt.Errorf("repairing node_modules of the running release: %w", err))
 			}
 		}
 	}

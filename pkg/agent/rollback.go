@@ -136,7 +136,15 @@ func (a *Agent) Rollback(ctx context.Context, to string) (*state.Release, error)
 	if err := a.states.WriteJournal(&state.Journal{Phase: state.PhaseSwitching, Seq: target.Seq, Digest: target.Digest, NewDir: target.Dir, PrevDir: cur.Dir, Started: a.Now()}); err != nil {
 		return nil, err
 	}
-	if err := a.restore(ctx, &target, cur.Spec); err != nil {
+	// Compose back to the target's definition first (its processes start
+	// against it). The schema stays as it is: a manual rollback never
+	// restores a dump.
+	var rbErr error
+	if cur.Compose != nil && target.Compose != nil && cur.Compose.Key != target.Compose.Key {
+		_, rbErr = a.undoServices(ctx, &target, currentAsRelease(&cur), true, nil)
+	}
+	if err := a.restore(ctx, &target, cur.Spec); err != nil || rbErr != nil {
+		err = errors.Join(rbErr, err)
 		at := &state.Attempt{Seq: target.Seq, Started: a.Now(), Finished: a.Now(), Result: "rollback-failed",
 			Error: fmt.Sprintf("manual rollback to %s failed: %v", target.ID, err), Blocked: "rollback failed: a human must look"}
 		a.record(ctx, st, at)

@@ -57,6 +57,18 @@ func networkTrouble(err error) bool {
 	return false
 }
 
+// dockerTrouble reports whether compose failed for want of the engine
+// rather than because of the release's services.
+func dockerTrouble(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"Cannot connect to the Docker daemon", "Is the docker daemon running", "docker compose not found", "error during connect", "connection refused"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // composeClient finds docker compose (v2) or docker-compose (v1) once.
 func (a *Agent) composeClient(ctx context.Context) (*compose.Client, error) {
 	if a.Compose != nil {
@@ -124,6 +136,13 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		switch {
 		case cur == nil || cur.Deps == nil:
 			d.Reuse = "nothing installed"
+		case cur.Seq == rel.Seq:
+			// The running release itself: only damage counts, not newer
+			// tools on the host (the next release installs with those).
+			d.Key, d.Tools = cur.Deps.Key, cur.Deps.Tools
+			if err := deps.Check(filepath.Join(cur.Dir, in.Cwd), cur.Deps.Key); err != nil {
+				d.Reuse = err.Error()
+			}
 		default:
 			if err := deps.Check(filepath.Join(cur.Dir, in.Cwd), d.Key); err != nil {
 				d.Reuse = err.Error()
@@ -159,6 +178,12 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		files, seeds := schemaFiles(rel)
 		p, err := im.Pending(ctx, files, seeds)
 		if err != nil {
+			if spec.Compose != nil && !servicesUp(obs.Services, spec.Compose.Services) {
+				// The database may be one of the compose services, not
+				// up yet: the import decides what it lacks after compose.
+				obs.Schema = &plan.SchemaPending{Deferred: "the database is not reachable before compose up (" + firstLine(err.Error()) + "); what it lacks is read after compose"}
+				return nil
+			}
 			return fault.Transient(fmt.Errorf("reading the schema history: %w", err))
 		}
 		sp := &plan.SchemaPending{Seeds: p.Seeds}
@@ -168,6 +193,21 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		obs.Schema = sp
 	}
 	return nil
+}
+
+// servicesUp reports whether every named service runs and is not unhealthy.
+func servicesUp(svcs map[string]plan.Service, names []string) bool {
+	for _, n := range names {
+		if s, ok := svcs[n]; !ok || !s.Running || s.Health == "unhealthy" {
+			return false
+		}
+	}
+	return true
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }
 
 // schemaFiles lists the release's schema files with their signed digests.
@@ -192,58 +232,42 @@ func (a *Agent) importer(ctx context.Context, sc *manifest.Schema) (*schema.Impo
 
 // prepare installs dependencies and runs build hooks in dir, or carries
 // their results over from the running release, as the plan says.
+//
+// Root works in the tree while it is still root's: cloning node_modules
+// and carrying build outputs over happen first; only then, and only if
+// something must run, the tree goes to spec.user for pnpm and the hooks
+// (pnpm links files from the user's store, so the tree stays the user's).
 func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release, cur *state.Release, dir string) (*state.Deps, error) {
 	spec := &rel.Spec
 	if spec.Install == nil && len(spec.Build) == 0 {
 		return nil, nil
-	}
-	if os.Geteuid() == 0 {
-		// Install scripts and hooks run as the app user, who must be able
-		// to write node_modules and build outputs.
-		u, err := proc.LookupUser(spec.User)
-		if err != nil {
-			return nil, fmt.Errorf("spec.user: %w", err)
-		}
-		if err := tree.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	logs := a.logDir(filepath.Base(dir))
 	if err := os.MkdirAll(logs, 0o750); err != nil {
 		return nil, err
 	}
 	var rec *state.Deps
+	var d *plan.Deps
+	install := spec.Install != nil && p.Has(plan.Install, "")
 	if in := spec.Install; in != nil {
-		d, err := a.depsKey(ctx, rel)
-		if err != nil {
+		var err error
+		if d, err = a.depsKey(ctx, rel); err != nil {
 			return nil, err
 		}
-		target := filepath.Join(dir, in.Cwd)
-		if p.Has(plan.Install, "") {
-			inst := &deps.Installer{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
-			if err := inst.Install(ctx, target, in.Command, in.Timeout.Duration, filepath.Join(logs, "install.log"), d.Key); err != nil {
-				err = fmt.Errorf("install: %w", err)
-				if networkTrouble(err) {
-					return nil, fault.Transient(err) // retried on the next poll
-				}
-				return nil, releaseFault(err)
-			}
-		} else {
+		rec = &state.Deps{Key: d.Key, Tools: d.Tools}
+		if !install {
 			if cur == nil {
 				return nil, errors.New("install: nothing to reuse node_modules from")
 			}
-			if err := deps.Reuse(filepath.Join(cur.Dir, in.Cwd), target, d.Key); err != nil {
+			if err := deps.Reuse(filepath.Join(cur.Dir, in.Cwd), filepath.Join(dir, in.Cwd), d.Key); err != nil {
 				return nil, fmt.Errorf("reusing node_modules of %s: %w", cur.ID, err)
 			}
 		}
-		rec = &state.Deps{Key: d.Key, Tools: d.Tools}
 	}
-	run := &hooks.Runner{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
+	var run []manifest.Hook
 	for _, h := range spec.Build {
 		if p.Has(plan.Build, h.Name) {
-			if err := run.Run(ctx, dir, h.Name, h.Cwd, h.Command, h.Timeout.Duration, filepath.Join(logs, "build-"+h.Name+".log")); err != nil {
-				return nil, releaseFault(err)
-			}
+			run = append(run, h)
 			continue
 		}
 		if cur == nil {
@@ -256,7 +280,47 @@ func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release,
 			return nil, fmt.Errorf("build hook %q: %w", h.Name, err)
 		}
 	}
+	if !install && len(run) == 0 {
+		return rec, nil
+	}
+
+	if os.Geteuid() == 0 {
+		u, err := proc.LookupUser(spec.User)
+		if err != nil {
+			return nil, fmt.Errorf("spec.user: %w", err)
+		}
+		if err := tree.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.runAsUser(ctx, rel, dir, logs, d, install, run); err != nil {
+		return nil, err
+	}
 	return rec, nil
+}
+
+// runAsUser runs pnpm install and the build hooks that must run, as the
+// app user, in a tree that user owns for the time being.
+func (a *Agent) runAsUser(ctx context.Context, rel *manifest.Release, dir, logs string, d *plan.Deps, install bool, run []manifest.Hook) error {
+	spec := &rel.Spec
+	if install {
+		in := spec.Install
+		inst := &deps.Installer{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
+		if err := inst.Install(ctx, filepath.Join(dir, in.Cwd), in.Command, in.Timeout.Duration, filepath.Join(logs, "install.log"), d.Key); err != nil {
+			err = fmt.Errorf("install: %w", err)
+			if networkTrouble(err) {
+				return fault.Transient(err) // retried on the next poll
+			}
+			return releaseFault(err)
+		}
+	}
+	r := &hooks.Runner{Env: a.ToolEnv, User: spec.User, Log: a.Log, Now: a.Now}
+	for _, h := range run {
+		if err := r.Run(ctx, dir, h.Name, h.Cwd, h.Command, h.Timeout.Duration, filepath.Join(logs, "build-"+h.Name+".log")); err != nil {
+			return releaseFault(err)
+		}
+	}
+	return nil
 }
 
 // saveComposeInputs keeps a verified copy of the compose file and its env
@@ -390,7 +454,7 @@ func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifes
 		err = fmt.Errorf("schema import (nothing applied; the database is as before): %w", err)
 		var fe *schema.FileError
 		var de *schema.DestructiveError
-		if errors.As(err, &fe) || errors.As(err, &de) {
+		if (errors.As(err, &fe) && !fe.Transient()) || errors.As(err, &de) {
 			return nil, releaseFault(err) // the release's own files: not retried
 		}
 		return nil, fault.Transient(err) // the database: retried on the next poll
@@ -438,11 +502,12 @@ func (a *Agent) undoServices(ctx context.Context, prev *state.Release, failed *m
 }
 
 // dropStaged removes a staged release directory that will not be
-// activated (and, for a reinstall of the running release, nothing).
+// activated, with its compose inputs unless it is the running release's
+// (reinstalled because its directory was missing).
 func (a *Agent) dropStaged(dir string, sameRelease bool) {
 	os.RemoveAll(dir + ".tmp")
+	os.RemoveAll(dir)
 	if !sameRelease {
-		os.RemoveAll(dir)
 		os.Remove(filepath.Join(a.composeDir(), filepath.Base(dir)+".yml"))
 		os.Remove(filepath.Join(a.composeDir(), filepath.Base(dir)+".env"))
 	}
@@ -461,6 +526,9 @@ func (a *Agent) services(ctx context.Context, j *state.Journal, p plan.Plan, rel
 			}
 			a.crashPoint("composing")
 			if c, err = a.composeUp(ctx, &rel.Spec, rel.Inputs, key, dir); err != nil {
+				if !dockerTrouble(err) {
+					err = releaseFault(err) // the release's services do not come up: not retried
+				}
 				return nil, nil, true, err
 			}
 			composed = true
@@ -476,6 +544,9 @@ func (a *Agent) services(ctx context.Context, j *state.Journal, p plan.Plan, rel
 			if s, err = a.importSchema(ctx, j, rel, dir); err != nil {
 				return c, nil, composed, err
 			}
+		} else if cur != nil && cur.Schema != nil && cur.Schema.Digest == rel.Inputs.Schema.Digest {
+			cp := *cur.Schema
+			s = &cp
 		} else {
 			s = &state.Schema{Digest: rel.Inputs.Schema.Digest}
 		}
@@ -499,6 +570,9 @@ func (a *Agent) undoInterrupted(ctx context.Context, j *state.Journal, prev *sta
 		}
 		if err != nil {
 			a.Log.Error("recovery: reading the schema history", "err", err)
+			if _, uerr := a.undoServices(ctx, prev, failed, j.Compose, nil); uerr != nil {
+				a.Log.Error("recovery: undoing the compose step", "err", uerr)
+			}
 			return fmt.Sprintf("could not check whether seq %d's schema import committed: %v; the dump taken before it is %s", j.Seq, err, u.Dump)
 		}
 		imported = &state.Schema{Dump: u.Dump}
@@ -512,8 +586,7 @@ func (a *Agent) undoInterrupted(ctx context.Context, j *state.Journal, prev *sta
 			}
 		}
 		if len(imported.Applied)+len(imported.Seeded) == 0 {
-			os.Remove(u.Dump) // the crash came before the commit: nothing to undo
-			imported = nil
+			imported = nil // the crash came before the commit (or after a restore): nothing to undo
 		}
 	}
 	what, err := a.undoServices(ctx, prev, failed, j.Compose, imported)

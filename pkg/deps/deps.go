@@ -3,6 +3,7 @@ package deps
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -483,16 +484,26 @@ func writeMarker(dir string, m marker) error {
 	if err != nil {
 		return err
 	}
-	nm := filepath.Join(dir, "node_modules")
-	st, err := os.Lstat(nm)
+	// The tree belongs to the app user, who may have swapped node_modules
+	// for a link: root writes only through an os.Root of dir, which no
+	// link leads out of.
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(nm, ".cohuron-deps-*.tmp")
+	defer root.Close()
+	st, err := root.Lstat("node_modules")
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("writing %s: node_modules is not a directory (found %s)", Marker, st.Mode().Type())
+	}
+	tmp := "node_modules/.cohuron-deps-" + rand.Text()[:12] + ".tmp"
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", Marker, err)
 	}
-	tmp := f.Name()
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
 		err = f.Chmod(0o644)
@@ -508,10 +519,10 @@ func writeMarker(dir string, m marker) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, Marker))
+		err = root.Rename(tmp, Marker)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		root.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", Marker, err)
 	}
 	return nil

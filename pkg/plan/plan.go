@@ -72,6 +72,10 @@ type SchemaChange struct {
 type SchemaPending struct {
 	Changes []SchemaChange
 	Seeds   []string
+	// Deferred, when set, says why the database could not be asked
+	// before compose (it may be a compose service): the step runs and
+	// reads what is pending then.
+	Deferred string
 }
 
 // Process is what the host shows of one managed process.
@@ -453,6 +457,8 @@ func schema(add, skip adder, rel *manifest.Release, cur *state.Release, obs Obse
 		return
 	}
 	switch {
+	case obs.Schema != nil && obs.Schema.Deferred != "":
+		add(Schema, "", "%s", obs.Schema.Deferred)
 	case obs.Schema == nil:
 		from := "the running release"
 		if cur != nil {

@@ -263,3 +263,14 @@ func TestMakeDamagedNodeModules(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant:\n%s", show(p.Steps), show(want))
 	}
 }
+
+// TestMakeSchemaDeferred: the database was not reachable before compose
+// (it may be a compose service): the schema step runs and says why.
+func TestMakeSchemaDeferred(t *testing.T) {
+	obs := quiet(keyNew)
+	obs.Schema = &plan.SchemaPending{Deferred: "the database is not reachable before compose up"}
+	p := plan.Make(plan.Desired{Release: fullRelease(1, codeNew, depsNew, "c1", fullSpec()), Digest: newDig}, nil, obs)
+	if !slices.Contains(p.Steps, step(plan.Schema, "", "the database is not reachable before compose up")) {
+		t.Errorf("plan:\n%s", show(p.Steps))
+	}
+}

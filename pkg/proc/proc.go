@@ -180,7 +180,9 @@ func start(ctx context.Context, c Cmd) (*Process, error) {
 	if env == nil {
 		env = []string{} // nil would make os/exec inherit our environment
 	}
-	attr := &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a child never outlives an agent killed by SIGKILL, so
+	// recovery does not race an orphaned compose, pnpm or psql.
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if c.User != "" && os.Geteuid() == 0 {
 		u, err := LookupUser(c.User)
 		if err != nil {

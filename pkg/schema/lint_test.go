@@ -3,10 +3,13 @@ package schema
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestDestructive(t *testing.T) {
@@ -126,5 +129,26 @@ func TestSplitPassword(t *testing.T) {
 		if strings.Contains(redactURL(tc.in), tc.pw) && tc.pw != "" {
 			t.Errorf("redactURL(%q) keeps the password", tc.in)
 		}
+	}
+}
+
+func TestFileErrorTransient(t *testing.T) {
+	for code, want := range map[string]bool{
+		"42601": false, // syntax error: the file
+		"42P01": false, // undefined table: the file
+		"23505": false, // unique violation: the file (or its data)
+		"55P03": true,  // lock not available: lock_timeout
+		"40P01": true,  // deadlock
+		"57014": true,  // query canceled (statement timeout)
+		"08006": true,  // connection failure
+		"53100": true,  // disk full
+	} {
+		e := &FileError{File: "db/x.ddl", Line: 1, Err: &pgconn.PgError{Code: code}}
+		if got := e.Transient(); got != want {
+			t.Errorf("SQLSTATE %s: Transient() = %v, want %v", code, got, want)
+		}
+	}
+	if !(&FileError{File: "db/x.ddl", Err: errors.New("conn closed")}).Transient() {
+		t.Error("an error without a server verdict is not transient")
 	}
 }

@@ -130,6 +130,22 @@ func (e *FileError) Error() string {
 
 func (e *FileError) Unwrap() error { return e.Err }
 
+// Transient reports whether the file failed for a reason of the moment
+// (a lock timeout, a deadlock, a cancelled statement, a lost connection,
+// a server short of resources) rather than because of what it says:
+// the same file may pass when tried again.
+func (e *FileError) Transient() bool {
+	var pe *pgconn.PgError
+	if !errors.As(e.Err, &pe) {
+		return true // no server verdict on the SQL: the connection failed
+	}
+	switch pe.Code[:2] {
+	case "08", "40", "53", "55", "57", "58":
+		return true
+	}
+	return false
+}
+
 // DestructiveError refuses statements that lose data on a database that
 // has data. Nothing was applied.
 type DestructiveError struct {

@@ -1,5 +1,6 @@
-// Sample API shaped like Cohuron PMO's (the real one is Fastify + TypeScript;
-// this one is plain node:http + pg so the sample stays small).
+// Sample API shaped like Cohuron PMO's: Fastify + pg, as in the real app
+// (which is also TypeScript; this one is plain JavaScript so the sample
+// stays small).
 //
 // Environment:
 //   DATABASE_URL  required; postgres://user:pass@host:port/db
@@ -11,10 +12,12 @@
 //                       503 {status:"error", error} when any query fails
 //   GET /api/v1/tasks   200 [ {id, title, status, created_at}, ... ] (at most 10)
 //   GET /api/health     200 "ok" (the real app's liveness path)
+//   anything else       404 {status:"error", error:"not found"}
+//                       (405 for a known path with a method other than GET/HEAD)
 'use strict';
 const fs = require('fs');
-const http = require('http');
 const path = require('path');
+const Fastify = require('fastify');
 const { Pool } = require('pg');
 
 const databaseUrl = process.env.DATABASE_URL;
@@ -76,63 +79,89 @@ async function listTasks() {
   return r.rows;
 }
 
-function send(res, code, body) {
+// Same bodies and headers as before the port to Fastify: JSON ends with a
+// newline, plain text does not, nothing is cached.
+function send(reply, code, body) {
   const json = typeof body !== 'string';
-  const text = json ? JSON.stringify(body) + '\n' : body;
-  res.writeHead(code, {
-    'content-type': json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
+  return reply
+    .code(code)
+    .header('content-type', json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .send(json ? JSON.stringify(body) + '\n' : body);
 }
 
+const app = Fastify({
+  // Keep the output small: our own console lines only.
+  logger: false,
+  // While closing (graceful stop), a request that still arrives on an open
+  // keep-alive connection is served (with "connection: close") instead of
+  // getting 503: under a PM2 cluster reload no request may fail.
+  return503OnClosing: false,
+  // On close, drop idle keep-alive connections at once; busy ones finish.
+  forceCloseConnections: 'idle',
+});
+
+// Every route is GET-only: never parse a request body (so a POST with any
+// body or content type still gets the 405/404 below, not 400/415).
+app.removeAllContentTypeParsers();
+app.addContentTypeParser('*', (request, payload, done) => {
+  payload.resume();
+  done(null);
+});
+
 const routes = {
-  '/api/v1/health': async (req, res) => {
+  '/api/v1/health': async (request, reply) => {
     try {
-      send(res, 200, await health());
+      return send(reply, 200, await health());
     } catch (err) {
-      send(res, 503, { status: 'error', error: err.message });
+      return send(reply, 503, { status: 'error', error: err.message });
     }
   },
-  '/api/v1/tasks': async (req, res) => {
+  '/api/v1/tasks': async (request, reply) => {
     try {
-      send(res, 200, await listTasks());
+      return send(reply, 200, await listTasks());
     } catch (err) {
-      send(res, 503, { status: 'error', error: err.message });
+      return send(reply, 503, { status: 'error', error: err.message });
     }
   },
-  '/api/health': async (req, res) => send(res, 200, 'ok'),
+  '/api/health': async (request, reply) => send(reply, 200, 'ok'),
 };
+// GET routes also answer HEAD (Fastify's exposeHeadRoutes).
+for (const [url, handler] of Object.entries(routes)) app.get(url, handler);
 
-const server = http.createServer((req, res) => {
-  const pathname = (req.url || '/').split('?')[0];
-  const route = routes[pathname];
-  if (!route) return send(res, 404, { status: 'error', error: 'not found' });
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.setHeader('allow', 'GET, HEAD');
-    return send(res, 405, { status: 'error', error: 'method not allowed' });
+app.setNotFoundHandler((request, reply) => {
+  const pathname = (request.raw.url || '/').split('?')[0];
+  if (Object.prototype.hasOwnProperty.call(routes, pathname)) {
+    reply.header('allow', 'GET, HEAD');
+    return send(reply, 405, { status: 'error', error: 'method not allowed' });
   }
-  route(req, res).catch((err) => {
-    console.error(`api: ${req.method} ${pathname}: ${err.stack || err}`);
-    if (!res.headersSent) send(res, 500, { status: 'error', error: 'internal error' });
+  return send(reply, 404, { status: 'error', error: 'not found' });
+});
+
+app.setErrorHandler((err, request, reply) => {
+  const code = err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+  if (code >= 500) {
+    console.error(`api: ${request.method} ${request.raw.url}: ${err.stack || err}`);
+    return send(reply, 500, { status: 'error', error: 'internal error' });
+  }
+  return send(reply, code, { status: 'error', error: err.message });
+});
+
+app.listen({ port, host }).then(
+  () => {
+    console.log(`api ${version} listening on http://${host}:${port} (pid ${process.pid})`);
+    // PM2 wait_ready: tell PM2 this instance is up.
+    if (typeof process.send === 'function') process.send('ready');
+  },
+  (err) => {
+    console.error(`api: cannot listen on ${host}:${port}: ${err.message}`);
+    process.exit(1);
   });
-});
-
-server.on('error', (err) => {
-  console.error(`api: cannot listen on ${host}:${port}: ${err.message}`);
-  process.exit(1);
-});
-
-server.listen(port, host, () => {
-  console.log(`api ${version} listening on http://${host}:${port} (pid ${process.pid})`);
-  // PM2 wait_ready: tell PM2 this instance is up.
-  if (typeof process.send === 'function') process.send('ready');
-});
 
 // Graceful stop (PM2 sends SIGINT on stop/reload; containers and systemd
-// send SIGTERM): stop accepting, let in-flight requests finish, close the
-// pool, exit 0. A hard deadline keeps a stuck request from blocking forever.
+// send SIGTERM): stop accepting, let in-flight requests finish
+// (fastify.close()), close the pool, exit 0. A hard deadline keeps a stuck
+// request from blocking forever.
 let stopping = false;
 function shutdown(signal) {
   if (stopping) return;
@@ -140,15 +169,19 @@ function shutdown(signal) {
   console.log(`api: ${signal} received, shutting down`);
   const deadline = setTimeout(() => {
     console.warn('api: in-flight requests did not finish in 8s; closing connections');
-    server.closeAllConnections();
+    app.server.closeAllConnections();
+    setTimeout(() => {
+      console.warn('api: still not closed 2s later; exiting');
+      process.exit(0);
+    }, 2000).unref();
   }, 8000);
   deadline.unref();
-  server.close(() => {
-    pool.end().then(
+  app.close()
+    .catch((err) => console.error(`api: closing server: ${err.message}`))
+    .then(() => pool.end())
+    .then(
       () => { console.log('api: stopped'); process.exit(0); },
       (err) => { console.error(`api: closing pool: ${err.message}`); process.exit(0); });
-  });
-  server.closeIdleConnections();
 }
 process.on('SIGINT', () => shutdown('SIGINT'));
 process.on('SIGTERM', () => shutdown('SIGTERM'));
