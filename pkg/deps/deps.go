@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +49,7 @@ var versionRE = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+[-+.0-9A-Za-z]*$`)
 // the dependency key. When we are root, user must be an unprivileged
 // account.
 func Versions(ctx context.Context, env []string, user string) (Tools, error) {
-	cenv, err := userEnv(env, user)
+	cenv, err := proc.UserEnv(env, user, "install scripts")
 	if err != nil {
 		return Tools{}, fmt.Errorf("tool versions: %w", err)
 	}
@@ -399,7 +398,7 @@ func (in *Installer) Install(ctx context.Context, dir string, command []string, 
 	if now == nil {
 		now = time.Now
 	}
-	env, err := userEnv(in.Env, in.User)
+	env, err := proc.UserEnv(in.Env, in.User, "install scripts")
 	if err != nil {
 		return fmt.Errorf("installing dependencies in %s: %w", dir, err)
 	}
@@ -417,8 +416,8 @@ func (in *Installer) Install(ctx context.Context, dir string, command []string, 
 	}
 	defer logf.Close()
 	start := now()
-	fmt.Fprintf(logf, "== %s %s: %s (in %s)\n", start.UTC().Format(time.RFC3339), who(in.User), cmdline, dir)
-	log.Info("installing dependencies", "dir", dir, "command", cmdline, "user", who(in.User), "key", key)
+	fmt.Fprintf(logf, "== %s %s: %s (in %s)\n", start.UTC().Format(time.RFC3339), proc.Who(in.User), cmdline, dir)
+	log.Info("installing dependencies", "dir", dir, "command", cmdline, "user", proc.Who(in.User), "key", key)
 	res, err := proc.Run(ctx, proc.Cmd{
 		Name: command[0], Args: command[1:], Dir: dir, Env: env, User: in.User,
 		Timeout: timeout, Output: logf,
@@ -426,7 +425,7 @@ func (in *Installer) Install(ctx context.Context, dir string, command []string, 
 	end := now()
 	if err != nil {
 		fmt.Fprintf(logf, "== %s failed after %s: %v\n", end.UTC().Format(time.RFC3339), end.Sub(start).Round(time.Millisecond), firstLine(err))
-		return fmt.Errorf("installing dependencies in %s as %s (log %s): %w", dir, who(in.User), logPath, err)
+		return fmt.Errorf("installing dependencies in %s as %s (log %s): %w", dir, proc.Who(in.User), logPath, err)
 	}
 	fmt.Fprintf(logf, "== %s done in %s\n", end.UTC().Format(time.RFC3339), res.Duration.Round(time.Millisecond))
 
@@ -528,37 +527,6 @@ func writeMarker(dir string, m marker) error {
 	return nil
 }
 
-// userEnv checks who the child runs as and returns its environment: env
-// without HOME, USER, LOGNAME and CI, then those set for the user. When
-// we are root the user must exist and not be uid 0; when we are not,
-// the child runs as we do and gets our own account's values.
-func userEnv(env []string, user string) ([]string, error) {
-	name := user
-	if os.Geteuid() == 0 {
-		if user == "" || user == "root" || user == "0" {
-			return nil, fmt.Errorf("install scripts never run as root; set spec.user (found user %q)", user)
-		}
-	} else {
-		name = strconv.Itoa(os.Geteuid())
-	}
-	u, err := proc.LookupUser(name)
-	if err != nil {
-		return nil, err
-	}
-	if u.Uid == 0 {
-		return nil, fmt.Errorf("install scripts never run as root; set spec.user (user %q has uid 0)", user)
-	}
-	out := make([]string, 0, len(env)+4)
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "HOME", "USER", "LOGNAME", "CI":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name, "CI=true"), nil
-}
 
 // ownedByUser checks, when we are root, that dir belongs to user: the
 // install writes node_modules there as that user.
@@ -594,12 +562,6 @@ func openLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-func who(user string) string {
-	if os.Geteuid() != 0 || user == "" {
-		return "uid " + strconv.Itoa(os.Geteuid())
-	}
-	return user
-}
 
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")

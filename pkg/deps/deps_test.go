@@ -204,7 +204,7 @@ func (f *fixture) makeLockfile() ([]byte, error) {
 	if err := f.write(dir, nil); err != nil {
 		return nil, err
 	}
-	env, err := userEnv(f.env, f.user)
+	env, err := proc.UserEnv(f.env, f.user, "install scripts")
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (f *fixture) installer() *Installer {
 // node runs a node snippet in dir as the app user.
 func (f *fixture) node(t *testing.T, dir, script string) (string, error) {
 	t.Helper()
-	env, err := userEnv(f.env, f.user)
+	env, err := proc.UserEnv(f.env, f.user, "install scripts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestInstallCheckReuse(t *testing.T) {
 	if !strings.HasPrefix(out, second+"/node_modules/.pnpm/ms@2.1.3/") || !strings.HasSuffix(out, " 60000") {
 		t.Errorf("require in the clone = %q, want ms from %s and 60000", out, second)
 	}
-	env, _ := userEnv(f.env, f.user)
+	env, _ := proc.UserEnv(f.env, f.user, "install scripts")
 	res, err := proc.Run(ctx, proc.Cmd{Name: "pnpm", Args: []string{"exec", "semver", "1.2.3"},
 		Dir: filepath.Join(second, "apps/api"), Env: env, User: f.user, Timeout: time.Minute})
 	if err != nil || strings.TrimSpace(string(res.Output)) != "1.2.3" {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,7 +56,7 @@ func (r *Runner) Run(ctx context.Context, dir, name, cwd string, command []strin
 	if now == nil {
 		now = time.Now
 	}
-	env, err := userEnv(r.Env, r.User)
+	env, err := proc.UserEnv(r.Env, r.User, "build hooks")
 	if err != nil {
 		return fmt.Errorf("build hook %q: %w", name, err)
 	}
@@ -75,8 +74,8 @@ func (r *Runner) Run(ctx context.Context, dir, name, cwd string, command []strin
 
 	cmdline := strings.Join(command, " ")
 	start := now()
-	fmt.Fprintf(logf, "== %s build hook %s as %s: %s (in %s)\n", start.UTC().Format(time.RFC3339), name, who(r.User), cmdline, wd)
-	log.Info("running build hook", "hook", name, "command", cmdline, "dir", wd, "user", who(r.User))
+	fmt.Fprintf(logf, "== %s build hook %s as %s: %s (in %s)\n", start.UTC().Format(time.RFC3339), name, proc.Who(r.User), cmdline, wd)
+	log.Info("running build hook", "hook", name, "command", cmdline, "dir", wd, "user", proc.Who(r.User))
 	res, err := proc.Run(ctx, proc.Cmd{
 		Name: command[0], Args: command[1:], Dir: wd, Env: env, User: r.User,
 		Timeout: timeout, Output: logf,
@@ -208,37 +207,6 @@ func makeParents(prev, dir, rel string) error {
 	return nil
 }
 
-// userEnv checks who the child runs as and returns its environment: env
-// without HOME, USER, LOGNAME and CI, then those set for the user. When
-// we are root the user must exist and not be uid 0; when we are not,
-// the child runs as we do and gets our own account's values.
-func userEnv(env []string, user string) ([]string, error) {
-	name := user
-	if os.Geteuid() == 0 {
-		if user == "" || user == "root" || user == "0" {
-			return nil, fmt.Errorf("build hooks never run as root; set spec.user (found user %q)", user)
-		}
-	} else {
-		name = strconv.Itoa(os.Geteuid())
-	}
-	u, err := proc.LookupUser(name)
-	if err != nil {
-		return nil, err
-	}
-	if u.Uid == 0 {
-		return nil, fmt.Errorf("build hooks never run as root; set spec.user (user %q has uid 0)", user)
-	}
-	out := make([]string, 0, len(env)+4)
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "HOME", "USER", "LOGNAME", "CI":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name, "CI=true"), nil
-}
 
 func openLog(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
@@ -251,12 +219,6 @@ func openLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-func who(user string) string {
-	if os.Geteuid() != 0 || user == "" {
-		return "uid " + strconv.Itoa(os.Geteuid())
-	}
-	return user
-}
 
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")

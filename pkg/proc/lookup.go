@@ -92,3 +92,45 @@ func parseID(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 32)
 	return uint32(n), err
 }
+
+// UserEnv returns the environment of a child that runs as user (see
+// Cmd.User): env without HOME, USER, LOGNAME and CI, then those set from
+// the account, and CI=true so package managers never prompt. When we are
+// root the account must exist and not have uid 0: what names the step
+// refused ("install scripts", "build hooks"). When we are not root, the
+// child runs as we do and gets our own account's values.
+func UserEnv(env []string, user, what string) ([]string, error) {
+	name := user
+	if os.Geteuid() == 0 {
+		if user == "" || user == "root" || user == "0" {
+			return nil, fmt.Errorf("%s never run as root; set spec.user (found user %q)", what, user)
+		}
+	} else {
+		name = strconv.Itoa(os.Geteuid())
+	}
+	u, err := LookupUser(name)
+	if err != nil {
+		return nil, err
+	}
+	if u.Uid == 0 {
+		return nil, fmt.Errorf("%s never run as root; set spec.user (user %q has uid 0)", what, user)
+	}
+	out := make([]string, 0, len(env)+4)
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "HOME", "USER", "LOGNAME", "CI":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name, "CI=true"), nil
+}
+
+// Who names the account a child with this Cmd.User runs as, for logs.
+func Who(user string) string {
+	if os.Geteuid() != 0 || user == "" {
+		return "uid " + strconv.Itoa(os.Geteuid())
+	}
+	return user
+}
