@@ -45,12 +45,12 @@ func PostgresBin() (string, error) {
 	}
 	out, err := exec.Command("pg_config", "--bindir").Output()
 	if err != nil {
-		return "", fmt.Errorf("no /usr/lib/postgresql/*/bin/postgres and pg_config --bindir failed: %v", err)
+		return "", fmt.Errorf("no /usr/lib/postgresql/*/bin/postgres and pg_config --bindir failed: %w", err)
 	}
 	d := strings.TrimSpace(string(out))
 	for _, b := range []string{"initdb", "postgres"} {
 		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
-			return "", fmt.Errorf("pg_config --bindir says %s, which has no %s: %v", d, b, err)
+			return "", fmt.Errorf("pg_config --bindir says %s, which has no %s: %w", d, b, err)
 		}
 	}
 	return d, nil

@@ -309,7 +309,7 @@ func parseStatus(out []byte) (map[string]Service, error) {
 		if m := healthRE.FindStringSubmatch(f[3]); m != nil {
 			s.Health = strings.TrimPrefix(m[1], "health: ")
 		}
-		if prev, ok := st[s.Name]; ok && !(prev.OK() && !s.OK()) {
+		if prev, ok := st[s.Name]; ok && (!prev.OK() || s.OK()) {
 			continue
 		}
 		st[s.Name] = s

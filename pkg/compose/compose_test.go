@@ -84,8 +84,6 @@ func (f *fakeBin) calls() [][]string {
 	return calls
 }
 
-func (f *fakeBin) reset() { os.Remove(f.log) }
-
 const (
 	hashCache = "d1cdea1d5ae9ed23ff6abf4025c6725c7460ddc37fd4d89607e19a7453ab74ad"
 	hashQueue = "4872029e962f2813f16ba87f15c3d018fcc3dc308924840938ab09c1b4ab1d19"

@@ -527,7 +527,6 @@ func writeMarker(dir string, m marker) error {
 	return nil
 }
 
-
 // ownedByUser checks, when we are root, that dir belongs to user: the
 // install writes node_modules there as that user.
 func ownedByUser(dir, user string) error {
@@ -561,7 +560,6 @@ func openLog(path string) (*os.File, error) {
 	}
 	return f, nil
 }
-
 
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")

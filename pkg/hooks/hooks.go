@@ -207,7 +207,6 @@ func makeParents(prev, dir, rel string) error {
 	return nil
 }
 
-
 func openLog(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("log directory: %w", err)
@@ -218,7 +217,6 @@ func openLog(path string) (*os.File, error) {
 	}
 	return f, nil
 }
-
 
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")

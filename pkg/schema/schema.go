@@ -388,7 +388,9 @@ func (im *Importer) connect(ctx context.Context) (*pgx.Conn, error) {
 func closeConn(conn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn.Close(ctx)
+	// Closing after the work is done (or failed): a failed close loses
+	// nothing, the server ends the session either way.
+	_ = conn.Close(ctx)
 }
 
 // Pending reads the history (one connection, one query, no writes) and
