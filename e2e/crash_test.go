@@ -157,4 +157,41 @@ func TestFullCrash(t *testing.T) {
 		}
 		t.Logf("crash at %s: recovered and converged", point)
 	}
+
+	// Rolling back itself: a release that changes compose and renames a
+	// table the app needs fails its health check; the agent dies while
+	// rolling back. After the restart the host is wholly on the old
+	// release: old compose definition, the table back with every row.
+	ctr := h.containers()
+	live := h.liveRelease()
+	h.edit("docker-compose.yml", func(s string) string {
+		return regexp.MustCompile(`NAME: queue\w*`).ReplaceAllString(s, "NAME: queue-broken")
+	})
+	h.edit("db/30_rename.ddl", func(string) string { return "ALTER TABLE app.tasks RENAME TO tasks_x;\n" })
+	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/30_rename.ddl\ndb/seed.sql", 1) })
+	h.writeManifest()
+	h.commit("breaks health")
+	h.publish()
+	crash := h.cmd("agent", "once", "--config", filepath.Join(h.dir, "agent.yaml"))
+	crash.Env = append(crash.Env, "COHURON_AGENT_CRASH_AT=rolling-back")
+	out, err := crash.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+		t.Fatalf("agent was not killed at rolling-back: %v\n%s", err, out)
+	}
+	h.once(4) // recovers, retries the release, rolls back again
+	if h.liveRelease() != live {
+		t.Fatalf("after a crash while rolling back the root is %s, want %s", h.liveRelease(), live)
+	}
+	if n := h.sql("SELECT count(*) FROM app.tasks"); n != tasks {
+		t.Fatalf("after a crash while rolling back: %s tasks, want %s", n, tasks)
+	}
+	got := h.containers()
+	inspect := h.run("docker", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", got["queue"])
+	if strings.Contains(inspect, "queue-broken") || got["cache"] != ctr["cache"] {
+		t.Fatalf("after a crash while rolling back, compose is not the old definition: %v -> %v\n%s", ctr, got, inspect)
+	}
+	if _, code := h.health(); code != 200 {
+		t.Fatalf("after a crash while rolling back: health %d", code)
+	}
 }
