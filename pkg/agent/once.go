@@ -567,6 +567,9 @@ func (a *Agent) bundleFile(ctx context.Context, rel *manifest.Release) (string, 
 	path := filepath.Join(a.cacheDir(), rel.Bundle.SHA256+".tar.gz")
 	sigs, err := release.ReadSigs(ctx, a.Store, rel.Bundle.Key)
 	if err != nil {
+		if fault.KindOf(err) == fault.KindRejected {
+			return "", err
+		}
 		return "", fault.Transient(err)
 	}
 	verify := func(p string) error {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/trust"
 )
 
 // MaxSigBytes caps a signature file.
@@ -66,6 +67,9 @@ func ReadSigs(ctx context.Context, st store.Store, key string) ([][]byte, error)
 	data, _, err := store.ReadAll(ctx, st, store.SigKey(key), MaxSigBytes)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
+	}
+	if errors.Is(err, store.ErrTooLarge) {
+		return nil, &trust.VerificationError{Check: "signature size", Expected: fmt.Sprintf("at most %d bytes", MaxSigBytes), Found: "more", Err: err}
 	}
 	if err != nil {
 		return nil, err

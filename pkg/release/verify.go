@@ -34,6 +34,9 @@ func FetchVerified(ctx context.Context, st store.Store, env string, seq uint64, 
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fault.Rejected(fmt.Errorf("release %d of %s: the latest hint names it but %s is missing: %w", seq, env, key, err))
 		}
+		if errors.Is(err, store.ErrTooLarge) {
+			return nil, &trust.VerificationError{Check: "manifest size", Expected: fmt.Sprintf("at most %d bytes (policy limits.manifestBytes)", pol.Spec.Limits.ManifestBytes), Found: "more", Err: err}
+		}
 		return nil, fmt.Errorf("reading release %d of %s: %w", seq, env, err)
 	}
 	sigs, err := ReadSigs(ctx, st, key)

@@ -15,6 +15,8 @@ var (
 	ErrNotFound    = errors.New("object not found")
 	ErrExists      = errors.New("object already exists")
 	ErrNotModified = errors.New("object not modified")
+	// ErrTooLarge: ReadAll found more bytes than the caller allows.
+	ErrTooLarge = errors.New("object over the size limit")
 )
 
 // Info describes a stored object.
@@ -80,7 +82,7 @@ func ReadAll(ctx context.Context, s Store, key string, max int64) ([]byte, Info,
 		return nil, info, fmt.Errorf("reading %s: %w", key, err)
 	}
 	if int64(len(data)) > max {
-		return nil, info, fmt.Errorf("%s is over %d bytes", key, max)
+		return nil, info, fmt.Errorf("%s is over %d bytes: %w", key, max, ErrTooLarge)
 	}
 	return data, info, nil
 }
