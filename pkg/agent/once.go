@@ -461,7 +461,13 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 	lim := a.Policy.Spec.Limits
 	// The policy counts files; Extract counts every entry. Git tracks no
 	// empty directories, so a bundle has at most as many directories as files.
-	_, err = extract.Extract(f, tmp, extract.Limits{Files: 2 * lim.Files, Bytes: int64(lim.UnpackedBytes)})
+	// Bytes: the signed size when known, so a bundle that understates it
+	// stops there instead of at the policy's cap.
+	maxBytes := int64(lim.UnpackedBytes)
+	if u := rel.Bundle.Unpacked; u > 0 && (maxBytes <= 0 || u < maxBytes) {
+		maxBytes = u
+	}
+	_, err = extract.Extract(f, tmp, extract.Limits{Files: 2 * lim.Files, Bytes: maxBytes})
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("extracting %s: %w", rel.Bundle.Key, err)
