@@ -73,6 +73,19 @@ func healthy(names ...string) plan.Observed {
 	return obs
 }
 
+// cached marks the desired bundle as already on the host.
+func cached(o plan.Observed) plan.Observed {
+	o.BundleCached = true
+	return o
+}
+
+// edited is a release of baseSpec changed by edit.
+func edited(seq uint64, code string, edit func(*manifest.Spec)) *manifest.Release {
+	s := baseSpec()
+	edit(&s)
+	return release(seq, code, s)
+}
+
 func step(k plan.Kind, target, reason string) plan.Step {
 	return plan.Step{Kind: k, Target: target, Reason: reason}
 }
@@ -179,7 +192,7 @@ func TestMake(t *testing.T) {
 		},
 		{
 			name: "new release, code changed, bundle cached", desired: release(2, codeNew, baseSpec()), digest: newDig,
-			cur: current(rel1, curDig), obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			cur: current(rel1, curDig), obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code digest changed: new release directory"),
 				step(plan.EnvFiles, "", "env files unchanged: rewritten into the new release directory"),
@@ -189,12 +202,10 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "config-only change of one literal", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "config-only change of one literal", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles[0].Vars["APP_GREETING"] = lit("bonjour")
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, apiEnv, "env file apps/api/.env changed: APP_GREETING"),
@@ -204,11 +215,9 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "config-only change, bundle not cached", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "config-only change, bundle not cached", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles[0].Vars["APP_GREETING"] = lit("bonjour")
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig), obs: healthy("api", "web"), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig), obs: healthy("api", "web"), from: 1,
 			want: []plan.Step{
 				step(plan.Fetch, "", "bundle bundles/b.tar.gz is not cached on this host"),
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
@@ -219,12 +228,10 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "secret reference changed", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "secret reference changed", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles[0].Vars["JWT_SECRET"] = ssm("/demo/jwt-rotated")
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, apiEnv, "env file apps/api/.env changed: JWT_SECRET ref"),
@@ -234,12 +241,10 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "literal replaced by a reference", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "literal replaced by a reference", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles[1].Vars["PORT"] = ssm("/demo/web-port")
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, webEnv, "env file apps/web/.env changed: PORT ref"),
@@ -249,14 +254,12 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "variables added and removed", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "variables added and removed", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				delete(s.EnvFiles[0].Vars, "APP_GREETING")
 				s.EnvFiles[0].Vars["LOG_LEVEL"] = lit("debug")
 				s.EnvFiles[0].Vars["A_FLAG"] = lit("1")
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, apiEnv, "env file apps/api/.env changed: +A_FLAG, +LOG_LEVEL, -APP_GREETING"),
@@ -266,13 +269,11 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "new env file and new process", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "new env file and new process", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles = append(s.EnvFiles, manifest.EnvFile{Path: "apps/worker/.env", Vars: map[string]manifest.Value{"QUEUE": lit("q")}})
 				s.Processes = append(s.Processes, process("worker", "apps/worker/.env", 0))
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, "apps/worker/.env", "env file apps/worker/.env is new"),
@@ -282,13 +283,11 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "process removed", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "process removed", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles = s.EnvFiles[:1]
 				s.Processes = s.Processes[:1]
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, "", "env files unchanged: rewritten into the new release directory"),
@@ -297,12 +296,10 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "process definition changed", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "process definition changed", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.Processes[1].Port = 5174
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
-			obs: func() plan.Observed { o := healthy("api", "web"); o.BundleCached = true; return o }(), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig),
+			obs: cached(healthy("api", "web")), from: 1,
 			want: []plan.Step{
 				step(plan.Extract, "", "code unchanged: new release directory from the cached bundle"),
 				step(plan.EnvFiles, "", "env files unchanged: rewritten into the new release directory"),
@@ -312,11 +309,9 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "new release, a process not running", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "new release, a process not running", desired: edited(2, codeOld, func(s *manifest.Spec) {
 				s.EnvFiles[0].Vars["APP_GREETING"] = lit("bonjour")
-				return release(2, codeOld, s)
-			}(), digest: newDig, cur: current(rel1, curDig),
+			}), digest: newDig, cur: current(rel1, curDig),
 			obs: func() plan.Observed {
 				o := healthy("api")
 				o.BundleCached = true
@@ -332,13 +327,11 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
-			name: "everything at once, in converge order", desired: func() *manifest.Release {
-				s := baseSpec()
+			name: "everything at once, in converge order", desired: edited(2, codeNew, func(s *manifest.Spec) {
 				s.EnvFiles[0].Vars["APP_GREETING"] = lit("bonjour")
 				s.EnvFiles = s.EnvFiles[:1]
 				s.Processes = []manifest.Process{process("api", apiEnv, 4000), process("worker", "", 0)}
-				return release(2, codeNew, s)
-			}(), digest: newDig, cur: current(rel1, curDig), obs: healthy("api", "web"), from: 1,
+			}), digest: newDig, cur: current(rel1, curDig), obs: healthy("api", "web"), from: 1,
 			want: []plan.Step{
 				step(plan.Fetch, "", "code digest changed (222222222222)"),
 				step(plan.Extract, "", "code digest changed: new release directory"),
