@@ -2,11 +2,12 @@ package manifest
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,7 +115,7 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 		if len(f.Vars) == 0 {
 			add(p+".vars", "declare at least one variable")
 		}
-		for _, name := range sortedKeys(f.Vars) {
+		for _, name := range slices.Sorted(maps.Keys(f.Vars)) {
 			vp := p + ".vars." + name
 			if !varNameRE.MatchString(name) {
 				add(vp, "invalid variable name %q: expected letters, digits and _", name)
@@ -316,13 +317,4 @@ func relPath(p string) string {
 		return fmt.Sprintf("path %q contains a NUL or backslash", p)
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,7 +2,9 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -281,7 +283,7 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 		add(Restart, pr.Name, "%s", why)
 		add(Health, pr.Name, "%s", healthReason(pr))
 	}
-	for _, name := range sortedKeys(oldProcs) {
+	for _, name := range slices.Sorted(maps.Keys(oldProcs)) {
 		add(Stop, name, "process %s is no longer declared", name)
 	}
 	return sorted(p)
@@ -325,7 +327,7 @@ func dependencies(add, skip adder, rel *manifest.Release, cur *state.Release, ob
 func depsChange(cur *state.Release, rel *manifest.Release, d Deps) string {
 	var parts []string
 	oldFiles, newFiles := cur.Inputs.Dependencies.Files, rel.Inputs.Dependencies.Files
-	for _, f := range sortedKeys(newFiles) {
+	for _, f := range slices.Sorted(maps.Keys(newFiles)) {
 		switch old, ok := oldFiles[f]; {
 		case !ok:
 			parts = append(parts, f+" added")
@@ -333,7 +335,7 @@ func depsChange(cur *state.Release, rel *manifest.Release, d Deps) string {
 			parts = append(parts, f+" changed")
 		}
 	}
-	for _, f := range sortedKeys(oldFiles) {
+	for _, f := range slices.Sorted(maps.Keys(oldFiles)) {
 		if _, ok := newFiles[f]; !ok {
 			parts = append(parts, f+" removed")
 		}
@@ -409,7 +411,7 @@ func services(add, skip adder, rel *manifest.Release, cur *state.Release, obs Ob
 		why = append(why, composeChange(cur, rel))
 	}
 	if rec != nil {
-		for _, ref := range sortedKeys(rec.Images) {
+		for _, ref := range slices.Sorted(maps.Keys(rec.Images)) {
 			if now := obs.Images[ref]; now != rec.Images[ref] {
 				why = append(why, fmt.Sprintf("image %s changed (%s -> %s)", ref, shortDigest(rec.Images[ref]), orNone(shortDigest(now))))
 			}
@@ -502,7 +504,7 @@ func envFileChange(f manifest.EnvFile, old *manifest.Spec) string {
 		return fmt.Sprintf("env file %s is new", f.Path)
 	}
 	var changes []string
-	for _, name := range sortedKeys(f.Vars) {
+	for _, name := range slices.Sorted(maps.Keys(f.Vars)) {
 		ov, had := prev[name]
 		nv := f.Vars[name]
 		switch {
@@ -514,7 +516,7 @@ func envFileChange(f manifest.EnvFile, old *manifest.Spec) string {
 			changes = append(changes, name)
 		}
 	}
-	for _, name := range sortedKeys(prev) {
+	for _, name := range slices.Sorted(maps.Keys(prev)) {
 		if _, ok := f.Vars[name]; !ok {
 			changes = append(changes, "-"+name)
 		}
@@ -557,13 +559,4 @@ func sorted(p Plan) Plan {
 		sort.SliceStable(steps, func(i, j int) bool { return rank[steps[i].Kind] < rank[steps[j].Kind] })
 	}
 	return p
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
