@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cohuron/deploy/pkg/state"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,7 +39,7 @@ func (im *Importer) Dump(ctx context.Context, schemas []string, path string) err
 		}
 		if len(existing) == 0 {
 			im.log().Info("no schema to dump yet", "schemas", schemas, "path", path)
-			return writeAtomic(path, []byte(fmt.Sprintf("-- cohuron-agent: schemas %v did not exist; restoring this dump drops them\n", schemas)))
+			return state.WriteFile(path, []byte(fmt.Sprintf("-- cohuron-agent: schemas %v did not exist; restoring this dump drops them\n", schemas)), 0o600)
 		}
 		for _, s := range existing {
 			// A double-quoted pattern matches the name literally.
@@ -238,33 +239,4 @@ func (im *Importer) existingSchemas(ctx context.Context, names []string) ([]stri
 		out = append(out, n)
 	}
 	return out, rows.Err()
-}
-
-// writeAtomic writes a small file 0600: temp, fsync, rename, fsync dir.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncFile(dir)
 }
