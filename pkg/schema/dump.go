@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cohuron/deploy/pkg/state"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,11 +11,13 @@ import (
 	"strings"
 
 	"github.com/cohuron/deploy/pkg/proc"
+	"github.com/cohuron/deploy/pkg/state"
 )
 
 // Dump runs pg_dump --format=plain --no-owner for the given schemas (all
 // of them when none) into path, mode 0600, written atomically (temporary
-// file, fsync, rename). Every schema must exist. The password goes to
+// file, fsync, rename). A schema that does not exist yet dumps as
+// nothing, so restoring the dump drops it. The password goes to
 // pg_dump in PGPASSWORD, never on its command line.
 func (im *Importer) Dump(ctx context.Context, schemas []string, path string) error {
 	dbname, env, err := im.cliConn()
