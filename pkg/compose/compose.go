@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
 
 	"github.com/cohuron/deploy/pkg/proc"
 )
@@ -135,89 +134,6 @@ func (c *Client) Up(ctx context.Context, p Project, out io.Writer) error {
 		return fmt.Errorf("compose up of project %s: %w", p.Name, err)
 	}
 	return nil
-}
-
-// hashRE is one line of `config --hash=*`: the service and its hash.
-var hashRE = regexp.MustCompile(`^(\S+)\s+([0-9a-f]{64})$`)
-
-// Hashes returns service -> configuration hash, as `config --hash=*`
-// computes it (the hash compose puts on the container's config-hash label
-// and compares to decide whether to recreate it).
-func (c *Client) Hashes(ctx context.Context, p Project) (map[string]string, error) {
-	args, err := c.projectArgs(p)
-	if err != nil {
-		return nil, err
-	}
-	out, err := c.capture(ctx, c.compose(args, "config", "--hash=*"))
-	if err != nil {
-		return nil, fmt.Errorf("config hashes of project %s: %w", p.Name, err)
-	}
-	return parseHashes(out)
-}
-
-func parseHashes(out []byte) (map[string]string, error) {
-	hashes := map[string]string{}
-	for line := range strings.Lines(string(out)) {
-		if m := hashRE.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
-			hashes[m[1]] = m[2]
-		}
-	}
-	if len(hashes) == 0 && len(bytes.TrimSpace(out)) > 0 {
-		return nil, fmt.Errorf("config --hash: expected lines \"SERVICE SHA256\", found %q", firstLine(string(out)))
-	}
-	return hashes, nil
-}
-
-// Images returns service -> image reference from the resolved
-// configuration (`config`); services without an image (build only) are
-// left out.
-func (c *Client) Images(ctx context.Context, p Project) (map[string]string, error) {
-	args, err := c.projectArgs(p)
-	if err != nil {
-		return nil, err
-	}
-	out, err := c.capture(ctx, c.compose(args, "config"))
-	if err != nil {
-		return nil, fmt.Errorf("config of project %s: %w", p.Name, err)
-	}
-	imgs, err := parseImages(out)
-	if err != nil {
-		return nil, fmt.Errorf("config of project %s: %w", p.Name, err)
-	}
-	return imgs, nil
-}
-
-// logLineRE matches what compose logs among the YAML of `config` (the
-// output is stdout and stderr combined): v1's "WARNING: …" and v2's
-// logfmt lines (time="…" level=warning msg="…"). Top-level YAML keys of a
-// compose file are lower case and followed by a colon.
-var logLineRE = regexp.MustCompile(`^([A-Z]|[a-z_]+=)`)
-
-func parseImages(out []byte) (map[string]string, error) {
-	var doc bytes.Buffer
-	for line := range strings.Lines(string(out)) {
-		if !logLineRE.MatchString(line) {
-			doc.WriteString(line)
-		}
-	}
-	var cfg struct {
-		Services map[string]struct {
-			Image string `yaml:"image"`
-		} `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(doc.Bytes(), &cfg); err != nil {
-		return nil, fmt.Errorf("parsing the YAML compose printed: %w", err)
-	}
-	if cfg.Services == nil {
-		return nil, fmt.Errorf("expected a services: mapping in the configuration, found none in %q", firstLine(doc.String()))
-	}
-	imgs := map[string]string{}
-	for name, s := range cfg.Services {
-		if s.Image != "" {
-			imgs[name] = s.Image
-		}
-	}
-	return imgs, nil
 }
 
 // ImageIDs returns ref -> image ID (sha256:…) of the local images, by

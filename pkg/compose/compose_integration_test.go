@@ -98,18 +98,8 @@ func TestComposeIntegration(t *testing.T) {
 		}
 		return st
 	}
-	hashes := func() map[string]string {
-		t.Helper()
-		h, err := c.Hashes(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-
 	// First up: both services come up healthy and answer.
 	write("queue")
-	h1 := hashes()
 	up()
 	waitHealthy()
 	if got := pong(t, cachePort); got != "+PONG cache\r\n" {
@@ -120,8 +110,8 @@ func TestComposeIntegration(t *testing.T) {
 	}
 	st1 := status()
 	for _, svc := range []string{"cache", "queue"} {
-		if st1[svc].ConfigHash != h1[svc] {
-			t.Errorf("%s: container's config hash %q, config --hash says %q", svc, st1[svc].ConfigHash, h1[svc])
+		if len(st1[svc].ConfigHash) != 64 || st1[svc].Image != stubImage {
+			t.Errorf("%s: config hash %q, image %q; want a compose config hash and %s", svc, st1[svc].ConfigHash, st1[svc].Image, stubImage)
 		}
 	}
 
@@ -136,13 +126,6 @@ func TestComposeIntegration(t *testing.T) {
 
 	// Change only queue's environment: only queue is recreated.
 	write("queue2")
-	h2 := hashes()
-	if h2["cache"] != h1["cache"] {
-		t.Errorf("cache's hash changed from %s to %s, though only queue changed", h1["cache"], h2["cache"])
-	}
-	if h2["queue"] == h1["queue"] {
-		t.Errorf("queue's hash is still %s after its environment changed", h1["queue"])
-	}
 	up()
 	waitHealthy()
 	st3 := status()
@@ -152,21 +135,17 @@ func TestComposeIntegration(t *testing.T) {
 	if st3["queue"].Container == st1["queue"].Container {
 		t.Errorf("queue's container %s was kept though its environment changed", st1["queue"].Container)
 	}
-	if st3["queue"].ConfigHash != h2["queue"] {
-		t.Errorf("queue: container's config hash %q, config --hash says %q", st3["queue"].ConfigHash, h2["queue"])
+	if st3["cache"].ConfigHash != st1["cache"].ConfigHash {
+		t.Errorf("cache's config hash changed from %s to %s, though only queue changed", st1["cache"].ConfigHash, st3["cache"].ConfigHash)
+	}
+	if st3["queue"].ConfigHash == st1["queue"].ConfigHash {
+		t.Errorf("queue's config hash is still %s after its environment changed", st1["queue"].ConfigHash)
 	}
 	if got := pong(t, queuePort); got != "+PONG queue2\r\n" {
 		t.Errorf("queue answered %q after the change", got)
 	}
 
-	// Images and their IDs.
-	imgs, err := c.Images(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if imgs["cache"] != stubImage || imgs["queue"] != stubImage || len(imgs) != 2 {
-		t.Errorf("Images = %v, want both services on %s", imgs, stubImage)
-	}
+	// Image IDs.
 	ids, err := c.ImageIDs(ctx, []string{stubImage, "cohuron-missing:none"})
 	if err != nil {
 		t.Fatal(err)

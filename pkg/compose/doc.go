@@ -1,8 +1,8 @@
 // Package compose drives Docker Compose for the agent's compose step:
 // Compose v2 (`docker compose`) or v1 (`docker-compose`), whichever the
-// host has. It brings a project up, reads the configuration hashes and
-// image references compose computes, and reports and waits for the health
-// of the project's containers (through `docker ps`, the same for v1 and
+// host has. It brings a project up, and reports and waits for the
+// health of the project's containers, with their configuration hashes and
+// images, and reads image IDs (through the docker CLI, the same for v1 and
 // v2). Every command runs through proc with the client's environment.
 //
 // compose must never remove or force-recreate containers on its own: it
