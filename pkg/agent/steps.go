@@ -243,9 +243,6 @@ func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release,
 		return nil, nil
 	}
 	logs := a.logDir(filepath.Base(dir))
-	if err := os.MkdirAll(logs, 0o750); err != nil {
-		return nil, err
-	}
 	var rec *state.Deps
 	var d *plan.Deps
 	install := spec.Install != nil && p.Has(plan.Install, "")
@@ -378,11 +375,7 @@ func (a *Agent) composeUp(ctx context.Context, spec *manifest.Spec, inputs manif
 			return nil, err
 		}
 	}
-	logs := a.logDir(filepath.Base(dir))
-	if err := os.MkdirAll(logs, 0o750); err != nil {
-		return nil, err
-	}
-	logf, err := os.OpenFile(filepath.Join(logs, "compose.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	logf, err := proc.OpenLog(filepath.Join(a.logDir(filepath.Base(dir)), "compose.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -410,7 +410,7 @@ func (in *Installer) Install(ctx context.Context, dir string, command []string, 
 	}
 
 	cmdline := strings.Join(command, " ")
-	logf, err := openLog(logPath)
+	logf, err := proc.OpenLog(logPath)
 	if err != nil {
 		return fmt.Errorf("installing dependencies in %s: %w", dir, err)
 	}
@@ -548,17 +548,6 @@ func ownedByUser(dir, user string) error {
 		return fmt.Errorf("owned by uid %d, expected %s (uid %d): chown the release to the app user first", uid, u.Name, u.Uid)
 	}
 	return nil
-}
-
-func openLog(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("log directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("opening log: %w", err)
-	}
-	return f, nil
 }
 
 func firstLine(err error) string {

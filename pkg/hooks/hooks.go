@@ -66,7 +66,7 @@ func (r *Runner) Run(ctx context.Context, dir, name, cwd string, command []strin
 	} else if !st.IsDir() {
 		return fmt.Errorf("build hook %q: working directory %s: expected a directory, found mode %v", name, wd, st.Mode())
 	}
-	logf, err := openLog(logPath)
+	logf, err := proc.OpenLog(logPath)
 	if err != nil {
 		return fmt.Errorf("build hook %q: %w", name, err)
 	}
@@ -205,17 +205,6 @@ func makeParents(prev, dir, rel string) error {
 		}
 	}
 	return nil
-}
-
-func openLog(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("log directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("opening log: %w", err)
-	}
-	return f, nil
 }
 
 func firstLine(err error) string {

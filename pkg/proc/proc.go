@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -411,4 +412,17 @@ func outputSuffix(out []byte) string {
 		return ": " + t
 	}
 	return ""
+}
+
+// OpenLog opens (appending, 0640) a log for a child's output (Cmd.Output),
+// creating its directory (0750).
+func OpenLog(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	return f, nil
 }
