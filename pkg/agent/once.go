@@ -282,7 +282,8 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	p := plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
 	out := &Outcome{Seq: rel.Seq, Plan: p}
 	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
-	if sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest; sameRelease && st.Last != nil && st.Desired > rel.Seq {
+	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
+	if sameRelease && st.Last != nil && st.Desired > rel.Seq {
 		// A repair of the running release: the newer seq stays blocked.
 		attempt.Blocked = st.Last.Blocked
 	}
@@ -291,7 +292,6 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	}
 	a.Log.Info("converging", "seq", rel.Seq, "steps", len(p.Steps))
 
-	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
 	newDir := filepath.Join(a.releasesDir(), releaseID(rel.Seq, d.v.Digest))
 	prev := st.Current
 	if sameRelease && p.Has(plan.Extract, "") {
@@ -333,12 +333,6 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 			// look intact to the next poll.
 			a.dropStaged(newDir, sameRelease)
 			a.clearJournal()
-			if sameRelease {
-				var se *stepError
-				if errors.As(err, &se) {
-					err = se.err // the running release is not marked bad
-				}
-			}
 			return a.fail(ctx, st, attempt, out, err)
 		}
 	} else if st.Current != nil {
@@ -352,10 +346,6 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 			// Damaged node_modules of the running release: installed again
 			// in place. A failure is not the release's fault: it ran.
 			if depsRec, err = a.prepare(ctx, p, rel, st.Current, newDir); err != nil {
-				var se *stepError
-				if errors.As(err, &se) {
-					err = se.err
-				}
 				return a.fail(ctx, st, attempt, out, fmt.Errorf("repairing node_modules of the running release: %w", err))
 			}
 		}
@@ -749,14 +739,16 @@ func (a *Agent) fail(ctx context.Context, st *state.State, at *state.Attempt, ou
 	at.Result = ResultFailed
 	out.Result = ResultFailed
 	var se *stepError
+	running := st.Current != nil && st.Current.Digest == at.Digest
 	if fault.KindOf(err) == fault.KindRejected {
 		at.Result, out.Result = ResultRejected, ResultRejected
 		at.Blocked = "verification: " + blockedBy(err)
 		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
 		a.Metrics.Rejected.Add(1)
-	} else if errors.As(err, &se) {
+	} else if errors.As(err, &se) && !running {
 		// The release itself is broken (its lockfile, a hook, a DDL file):
-		// it was never activated, and it is not retried.
+		// it was never activated, and it is not retried. (A repair of the
+		// running release that fails is retried: the release did run.)
 		st.MarkBad(at.Seq, at.Digest, err.Error(), a.Now())
 		at.Blocked = fmt.Sprintf("known-bad: seq %d failed before activation: %v", at.Seq, err)
 		err = fault.ConvergeFailed(fmt.Errorf("seq %d was not activated; the running release stays: %w", at.Seq, err))
