@@ -162,9 +162,7 @@ func BenchmarkConverge(b *testing.B) {
 		}},
 		{"schema", func() {
 			file := fmt.Sprintf("db/2%d_bench.ddl", change)
-			h.edit(file, func(string) string { return fmt.Sprintf("CREATE TABLE app.bench_%d (id int);\n", change) })
-			h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", file+"\ndb/seed.sql", 1) })
-			h.writeManifest()
+			h.addSchemaFile(file, fmt.Sprintf("CREATE TABLE app.bench_%d (id int);\n", change))
 			h.commit("schema")
 			h.publish()
 		}},

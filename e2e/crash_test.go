@@ -114,9 +114,7 @@ func TestFullCrash(t *testing.T) {
 		h.edit("docker-compose.yml", func(s string) string {
 			return regexp.MustCompile(`NAME: queue\w*`).ReplaceAllString(s, "NAME: "+name)
 		})
-		h.edit(file, func(string) string { return "CREATE TABLE app." + table + " (id int);\n" })
-		h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", file+"\ndb/seed.sql", 1) })
-		h.writeManifest()
+		h.addSchemaFile(file, "CREATE TABLE app."+table+" (id int);\n")
 		h.commit("crash at " + point)
 		h.publish()
 
@@ -167,9 +165,7 @@ func TestFullCrash(t *testing.T) {
 	h.edit("docker-compose.yml", func(s string) string {
 		return regexp.MustCompile(`NAME: queue\w*`).ReplaceAllString(s, "NAME: queue-broken")
 	})
-	h.edit("db/30_rename.ddl", func(string) string { return "ALTER TABLE app.tasks RENAME TO tasks_x;\n" })
-	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/30_rename.ddl\ndb/seed.sql", 1) })
-	h.writeManifest()
+	h.addSchemaFile("db/30_rename.ddl", "ALTER TABLE app.tasks RENAME TO tasks_x;\n")
 	h.commit("breaks health")
 	h.publish()
 	crash := h.cmd("agent", "once", "--config", filepath.Join(h.dir, "agent.yaml"))

@@ -36,12 +36,11 @@ type fullHost struct {
 }
 
 func newFullHost(t testing.TB) *fullHost {
-	user := testenv.AppUser(t)
+	testenv.AppUser(t) // the manifest runs pnpm, hooks and processes as cohuron-app
 	pnpmDir := testenv.PnpmForUser(t)
 	pm2 := testenv.Bin(t, "pm2")
 	node := testenv.Bin(t, "node")
 	compose := testenv.Bin(t, "docker-compose")
-	_ = user
 	h := &fullHost{t: t, dir: t.TempDir(), reversible: true}
 	// t.TempDir is 0700 (and so is its parent): the app user must reach
 	// the release directories under it.
@@ -195,6 +194,14 @@ spec:
 	if err := os.WriteFile(filepath.Join(h.dir, "full.yaml"), []byte(m), 0o644); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// addSchemaFile adds a DDL file to the app, last before the seed in the
+// import order, and writes the manifest with that order.
+func (h *fullHost) addSchemaFile(file, sql string) {
+	h.edit(file, func(string) string { return sql })
+	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", file+"\ndb/seed.sql", 1) })
+	h.writeManifest()
 }
 
 func (h *fullHost) cmd(name string, args ...string) *exec.Cmd {
@@ -446,11 +453,7 @@ func TestFullConverge(t *testing.T) {
 	ctr = got
 
 	// Schema change: only the new file is imported; rows stay.
-	h.edit("db/07_comments.ddl", func(string) string {
-		return "CREATE TABLE app.comments (\n  id serial PRIMARY KEY,\n  task_id uuid REFERENCES app.tasks(id),\n  body text NOT NULL\n);\n"
-	})
-	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/07_comments.ddl\ndb/seed.sql", 1) })
-	h.writeManifest()
+	h.addSchemaFile("db/07_comments.ddl", "CREATE TABLE app.comments (\n  id serial PRIMARY KEY,\n  task_id uuid REFERENCES app.tasks(id),\n  body text NOT NULL\n);\n")
 	h.commit("schema change")
 	h.publish()
 	out, _ = h.agent("plan")
@@ -464,11 +467,7 @@ func TestFullConverge(t *testing.T) {
 	// A broken DDL file: the database is untouched, the release not activated.
 	live = h.liveRelease()
 	history := h.sql("SELECT count(*) FROM cohuron_agent.schema_history")
-	h.edit("db/08_broken.ddl", func(string) string {
-		return "CREATE TABLE app.labels (id serial PRIMARY KEY);\n\nCRAETE TABLE app.oops (id int);\n"
-	})
-	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/08_broken.ddl\ndb/seed.sql", 1) })
-	h.writeManifest()
+	h.addSchemaFile("db/08_broken.ddl", "CREATE TABLE app.labels (id serial PRIMARY KEY);\n\nCRAETE TABLE app.oops (id int);\n")
 	h.commit("broken ddl")
 	h.publish()
 	out = h.once(4)
@@ -487,9 +486,7 @@ func TestFullConverge(t *testing.T) {
 
 	// A schema change that breaks the app: health fails, the release rolls
 	// back, and the dump (reversible) brings the table back with its rows.
-	h.edit("db/09_rename.ddl", func(string) string { return "ALTER TABLE app.tasks RENAME TO tasks_old;\n" })
-	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/09_rename.ddl\ndb/seed.sql", 1) })
-	h.writeManifest()
+	h.addSchemaFile("db/09_rename.ddl", "ALTER TABLE app.tasks RENAME TO tasks_old;\n")
 	h.commit("rename tasks")
 	h.publish()
 	out = h.once(4)
@@ -531,9 +528,7 @@ func TestFullConverge(t *testing.T) {
 	// the old code cannot run on it either, so the rollback fails loudly.
 	h.git("revert", "--no-edit", "HEAD") // drop db/09_rename.ddl
 	h.reversible = false
-	h.edit("db/10_rename.ddl", func(string) string { return "ALTER TABLE app.tasks RENAME TO tasks_gone;\n" })
-	h.edit("db/ORDER.txt", func(s string) string { return strings.Replace(s, "db/seed.sql", "db/10_rename.ddl\ndb/seed.sql", 1) })
-	h.writeManifest()
+	h.addSchemaFile("db/10_rename.ddl", "ALTER TABLE app.tasks RENAME TO tasks_gone;\n")
 	h.commit("rename tasks, not reversible")
 	h.publish()
 	h.once(5)
