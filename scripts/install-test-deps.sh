@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, idempotently, on a fresh
-# Debian machine with Go: git, util-linux (unshare), the MinIO server and
-# the cosign CLI (built from the Go module proxy into a cache directory).
+# Debian machine with Go: git, util-linux (unshare), Node.js and npm, the
+# Docker engine and docker-compose, PostgreSQL (Debian); the MinIO server
+# and the cosign CLI (built from the Go module proxy into a cache
+# directory); PM2 and pnpm (npm).
 # Safe to run again: it only builds what is missing or at the wrong version.
 set -euo pipefail
 
@@ -31,8 +33,11 @@ command -v git >/dev/null || need_apt+=(git)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
-command -v dockerd >/dev/null || need_apt+=(docker.io)
-command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need_apt+=(docker-compose)
+{ command -v dockerd >/dev/null && command -v docker >/dev/null; } || need_apt+=(docker.io)
+# The agent uses `docker compose` (v2) or `docker-compose` (v1), whichever
+# a host has; the end-to-end tests and the bench's old-script baseline run
+# `docker-compose`, so it is installed even next to the v2 plugin.
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then say "please install: ${need_apt[*]}"; exit 1; fi
