@@ -62,7 +62,7 @@ func realisticRepo(b *testing.B) string {
 //   - tar-czf: the old deploy script's tar -czf of the working tree
 func BenchmarkBundleVsBaselines(b *testing.B) {
 	if _, err := exec.LookPath("git"); err != nil {
-		b.Skip("git not found")
+		testenv.Missing(b, "git", err.Error())
 	}
 	repo := realisticRepo(b)
 	out := filepath.Join(b.TempDir(), "out.tar.gz")
