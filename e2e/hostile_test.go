@@ -49,17 +49,24 @@ func (s *hostileStore) path(key string) string {
 	return filepath.Join(s.store, filepath.FromSlash(key))
 }
 
+// save remembers what key holds (nil when nothing), once per case, for restore.
+func (s *hostileStore) save(key string) {
+	s.t.Helper()
+	if _, ok := s.saved[key]; ok {
+		return
+	}
+	old, err := os.ReadFile(s.path(key))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.t.Fatal(err)
+	}
+	s.saved[key] = old
+	s.savedOrder = append(s.savedOrder, key)
+}
+
 // put writes key, remembering what was there for restore.
 func (s *hostileStore) put(key string, data []byte) {
 	s.t.Helper()
-	if _, ok := s.saved[key]; !ok {
-		old, err := os.ReadFile(s.path(key))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.t.Fatal(err)
-		}
-		s.saved[key] = old
-		s.savedOrder = append(s.savedOrder, key)
-	}
+	s.save(key)
 	if err := os.MkdirAll(filepath.Dir(s.path(key)), 0o755); err != nil {
 		s.t.Fatal(err)
 	}
@@ -71,14 +78,7 @@ func (s *hostileStore) put(key string, data []byte) {
 // remove deletes key, remembering it for restore.
 func (s *hostileStore) remove(key string) {
 	s.t.Helper()
-	if _, ok := s.saved[key]; !ok {
-		old, err := os.ReadFile(s.path(key))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.t.Fatal(err)
-		}
-		s.saved[key] = old
-		s.savedOrder = append(s.savedOrder, key)
-	}
+	s.save(key)
 	os.Remove(s.path(key))
 }
 
