@@ -387,14 +387,11 @@ func (a *Agent) composeUp(ctx context.Context, spec *manifest.Spec, inputs manif
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
-	if err := cl.WaitHealthy(ctx, spec.Compose.Project, spec.Compose.Services, timeout, 250*time.Millisecond); err != nil {
-		return nil, err
-	}
-	// The images the containers run, to notice a rebuilt or re-pulled tag.
-	svcs, err := cl.Status(ctx, spec.Compose.Project)
+	svcs, err := cl.WaitHealthy(ctx, spec.Compose.Project, spec.Compose.Services, timeout, 250*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
+	// The images the containers run, to notice a rebuilt or re-pulled tag.
 	var refs []string
 	for _, s := range svcs {
 		if s.Image != "" {

@@ -235,8 +235,8 @@ func parseStatus(out []byte) (map[string]Service, error) {
 // WaitHealthy polls Status every `every` (0: 1s) until each named service
 // (all the project's services when none are named) is OK. After timeout
 // (0: only ctx bounds the wait) the error names each service that is not
-// OK and its state and health.
-func (c *Client) WaitHealthy(ctx context.Context, project string, services []string, timeout, every time.Duration) error {
+// OK and its state and health. It returns the last status read.
+func (c *Client) WaitHealthy(ctx context.Context, project string, services []string, timeout, every time.Duration) (map[string]Service, error) {
 	if every <= 0 {
 		every = defaultEvery
 	}
@@ -256,26 +256,26 @@ func (c *Client) WaitHealthy(ctx context.Context, project string, services []str
 		case err == nil:
 			bad = notOK(st, services)
 			if len(bad) == 0 {
-				return nil
+				return st, nil
 			}
 			c.log().Debug("waiting for services", "project", project, "notOK", bad)
 			err = sleep(wctx, every)
 		case wctx.Err() == nil:
-			return err // docker ps failed on its own
+			return nil, err // docker ps failed on its own
 		}
 		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
 			if bad == nil {
-				return fmt.Errorf("waiting for project %s to be healthy: %w", project, ctx.Err())
+				return nil, fmt.Errorf("waiting for project %s to be healthy: %w", project, ctx.Err())
 			}
-			return fmt.Errorf("waiting for project %s to be healthy: %w (not OK: %s)", project, ctx.Err(), strings.Join(bad, "; "))
+			return nil, fmt.Errorf("waiting for project %s to be healthy: %w (not OK: %s)", project, ctx.Err(), strings.Join(bad, "; "))
 		}
 		if bad == nil {
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("project %s not healthy after %s: %s", project, timeout, strings.Join(bad, "; "))
+		return nil, fmt.Errorf("project %s not healthy after %s: %s", project, timeout, strings.Join(bad, "; "))
 	}
 }
 

@@ -86,7 +86,7 @@ func TestComposeIntegration(t *testing.T) {
 	}
 	waitHealthy := func() {
 		t.Helper()
-		if err := c.WaitHealthy(ctx, p.Name, []string{"cache", "queue"}, 60*time.Second, 200*time.Millisecond); err != nil {
+		if _, err := c.WaitHealthy(ctx, p.Name, []string{"cache", "queue"}, 60*time.Second, 200*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -164,7 +164,7 @@ func TestComposeIntegration(t *testing.T) {
 		t.Errorf("queue after killing cache: %+v, want OK", st4["queue"])
 	}
 	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
-	err = c.WaitHealthy(short, p.Name, []string{"cache", "queue"}, 2*time.Second, 200*time.Millisecond)
+	_, err = c.WaitHealthy(short, p.Name, []string{"cache", "queue"}, 2*time.Second, 200*time.Millisecond)
 	cancelShort()
 	if err == nil || !strings.Contains(err.Error(), "cache: exited") || strings.Contains(err.Error(), "queue:") {
 		t.Errorf("WaitHealthy with cache killed: %v, want an error naming only cache as exited", err)

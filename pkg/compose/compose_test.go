@@ -344,8 +344,12 @@ func TestWaitHealthy(t *testing.T) {
 	t.Run("becomes healthy", func(t *testing.T) {
 		sleeps, sleep := psSequence(t, f, "", starting, healthy+queue)
 		c.Sleep = sleep
-		if err := c.WaitHealthy(ctx, "ck", []string{"cache", "queue"}, time.Minute, 5*time.Second); err != nil {
+		st, err := c.WaitHealthy(ctx, "ck", []string{"cache", "queue"}, time.Minute, 5*time.Second)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if st["cache"].Health != "healthy" || st["queue"].Container != "q1" {
+			t.Errorf("returned status %+v, want the last one read", st)
 		}
 		if *sleeps != 2 {
 			t.Errorf("slept %d times, want 2", *sleeps)
@@ -354,7 +358,7 @@ func TestWaitHealthy(t *testing.T) {
 	t.Run("all services when none named", func(t *testing.T) {
 		_, sleep := psSequence(t, f, "", starting+queue, healthy+queue)
 		c.Sleep = sleep
-		if err := c.WaitHealthy(ctx, "ck", nil, time.Minute, 5*time.Second); err != nil {
+		if _, err := c.WaitHealthy(ctx, "ck", nil, time.Minute, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -363,7 +367,7 @@ func TestWaitHealthy(t *testing.T) {
 		exited := psLine("web", "w1", "exited", "Exited (2) 1 second ago", "h", "False")
 		_, sleep := psSequence(t, f, starting, unhealthy+queue+exited)
 		c.Sleep = sleep
-		err := c.WaitHealthy(ctx, "ck", []string{"cache", "queue", "web", "db"}, time.Minute, 5*time.Second)
+		_, err := c.WaitHealthy(ctx, "ck", []string{"cache", "queue", "web", "db"}, time.Minute, 5*time.Second)
 		if err == nil {
 			t.Fatal("WaitHealthy passed")
 		}
@@ -384,7 +388,7 @@ func TestWaitHealthy(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		}
-		err := c.WaitHealthy(cctx, "ck", []string{"cache"}, time.Minute, 5*time.Second)
+		_, err := c.WaitHealthy(cctx, "ck", []string{"cache"}, time.Minute, 5*time.Second)
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "cache: running (starting)") {
 			t.Errorf("err = %v, want context.Canceled naming cache", err)
 		}
@@ -395,7 +399,7 @@ func TestWaitHealthy(t *testing.T) {
 			t.Error("slept after docker ps failed")
 			return nil
 		}
-		err := c.WaitHealthy(ctx, "ck", []string{"cache"}, time.Minute, 5*time.Second)
+		_, err := c.WaitHealthy(ctx, "ck", []string{"cache"}, time.Minute, 5*time.Second)
 		if err == nil || !strings.Contains(err.Error(), "Cannot connect") {
 			t.Errorf("err = %v, want docker's error", err)
 		}
@@ -403,7 +407,7 @@ func TestWaitHealthy(t *testing.T) {
 	t.Run("real timer", func(t *testing.T) {
 		f.write("docker", fakeCase{`ps\ *`, starting, 0})
 		c.Sleep = nil
-		err := c.WaitHealthy(ctx, "ck", []string{"cache"}, 300*time.Millisecond, 10*time.Millisecond)
+		_, err := c.WaitHealthy(ctx, "ck", []string{"cache"}, 300*time.Millisecond, 10*time.Millisecond)
 		if err == nil || !strings.Contains(err.Error(), "cache: running (starting)") {
 			t.Errorf("err = %v, want a timeout naming cache", err)
 		}
