@@ -40,5 +40,8 @@ var DockerHost = Variable{"DOCKER_HOST", "Docker engine socket for compose, e.g.
 // CrashAt makes the agent kill itself at a journal point (crash-injection tests only).
 var CrashAt = Variable{"COHURON_AGENT_CRASH_AT", "test only: the agent SIGKILLs itself at this journal point"}
 
+// ReliabilityOut is where proving-ground tests record what they proved (make reliability).
+var ReliabilityOut = Variable{"COHURON_RELIABILITY_OUT", "test only: directory where fault and attack tests record their cases for docs/RELIABILITY.md"}
+
 // All lists every variable, for documentation and `--help`.
-var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, DockerHost, CrashAt}
+var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, DockerHost, CrashAt, ReliabilityOut}

@@ -28,6 +28,10 @@ const (
 	DefaultBundleBytes   = 1 << 30 // 1 GiB
 	DefaultFiles         = 200_000
 	DefaultUnpackedBytes = 4 << 30 // 4 GiB
+	// DefaultMaxSeqJump bounds how far past the last applied seq a release
+	// may be (the fast-forward attack: a leaked key signs seq 2^63 and no
+	// honest release is ever newer again).
+	DefaultMaxSeqJump = 10_000
 )
 
 // Policy is a parsed trust policy.
@@ -73,6 +77,9 @@ type Limits struct {
 	BundleBytes   ByteSize `yaml:"bundleBytes,omitempty"`
 	Files         int      `yaml:"files,omitempty"`
 	UnpackedBytes ByteSize `yaml:"unpackedBytes,omitempty"`
+	// MaxSeqJump is how many seqs past the last applied one a release may
+	// be (default 10000); 0 takes the default.
+	MaxSeqJump uint64 `yaml:"maxSeqJump,omitempty"`
 }
 
 // ByteSize is a byte count written as an integer or "512MiB".
@@ -249,6 +256,9 @@ func (p *Policy) validate(readKey func(string) ([]byte, error)) []strictyaml.Pro
 	}
 	if lim.Files == 0 {
 		lim.Files = DefaultFiles
+	}
+	if lim.MaxSeqJump == 0 {
+		lim.MaxSeqJump = DefaultMaxSeqJump
 	}
 	if s.MaxAge.Duration < 0 {
 		add("spec.maxAge", "must not be negative, found %s", s.MaxAge)

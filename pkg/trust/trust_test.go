@@ -287,6 +287,11 @@ func TestVerifyRelease(t *testing.T) {
 		{name: "same seq, same bytes", expect: func(e *trust.Expect) {
 			e.Last = trust.Applied{Seq: 7, Digest: sha256hex(marshalRelease(t, manifesttest.Release()))}
 		}},
+		{name: "fast-forward past limits.maxSeqJump", mutate: func(r *manifest.Release) { r.Seq = 6 + trust.DefaultMaxSeqJump + 1 },
+			expect: func(e *trust.Expect) { e.Last = trust.Applied{Seq: 6, Digest: strings.Repeat("0", 64)} }, check: "seq jump"},
+		{name: "jump of exactly limits.maxSeqJump", mutate: func(r *manifest.Release) { r.Seq = 6 + trust.DefaultMaxSeqJump },
+			expect: func(e *trust.Expect) { e.Last = trust.Applied{Seq: 6, Digest: strings.Repeat("0", 64)} }},
+		{name: "first release may have any seq", mutate: func(r *manifest.Release) { r.Seq = 1 << 40 }},
 		{name: "higher seq than applied", expect: func(e *trust.Expect) { e.Last = trust.Applied{Seq: 6, Digest: strings.Repeat("0", 64)} }},
 		{name: "bundle over size limit", mutate: func(r *manifest.Release) { r.Bundle.Size = 1<<20 + 1 }, check: "bundle size"},
 		{name: "bundle at size limit", mutate: func(r *manifest.Release) { r.Bundle.Size = 1 << 20 }},
@@ -545,7 +550,7 @@ func TestParsePolicySizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := trust.Limits{ManifestBytes: trust.DefaultManifestBytes, BundleBytes: trust.DefaultBundleBytes, Files: trust.DefaultFiles, UnpackedBytes: trust.DefaultUnpackedBytes}
+	want := trust.Limits{ManifestBytes: trust.DefaultManifestBytes, BundleBytes: trust.DefaultBundleBytes, Files: trust.DefaultFiles, UnpackedBytes: trust.DefaultUnpackedBytes, MaxSeqJump: trust.DefaultMaxSeqJump}
 	if p.Spec.Limits != want {
 		t.Errorf("default limits = %+v, want %+v", p.Spec.Limits, want)
 	}

@@ -168,6 +168,10 @@ func (p *Policy) CheckRelease(rel *manifest.Release, digest string, exp Expect) 
 		return reject("replay", fmt.Sprintf("seq %d with digest %s (as applied)", rel.Seq, exp.Last.Digest), "different bytes, digest "+digest, nil)
 	}
 	lim := s.Limits
+	if exp.Last.Seq > 0 && rel.Seq-exp.Last.Seq > lim.MaxSeqJump {
+		return reject("seq jump", fmt.Sprintf("at most %d past the last applied seq %d (policy limits.maxSeqJump)", lim.MaxSeqJump, exp.Last.Seq),
+			fmt.Sprintf("seq %d (a fast-forward; if it is genuine, raise the limit)", rel.Seq), nil)
+	}
 	if rel.Bundle.Size > int64(lim.BundleBytes) {
 		return reject("bundle size", fmt.Sprintf("at most %d bytes", lim.BundleBytes), fmt.Sprintf("%d bytes", rel.Bundle.Size), nil)
 	}
