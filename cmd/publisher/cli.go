@@ -54,6 +54,7 @@ var commands = []command{
 	{"keygen", "write a cosign-compatible key pair (cosign.key, cosign.pub)", (*CLI).keygen},
 	{"build", "build the reproducible bundle of a commit", (*CLI).build},
 	{"publish", "upload a bundle and a signed release (config-only without --repo)", (*CLI).publish},
+	{"sign", "co-sign a published release for a policy that needs several signers", (*CLI).sign},
 	{"verify", "verify the latest release end to end, as an agent would", (*CLI).verify},
 	{"check", "validate environment manifests and trust policies (for pull requests)", (*CLI).check},
 	{"rollback", "publish a new release that points at the bundle and spec of an older one", (*CLI).rollback},

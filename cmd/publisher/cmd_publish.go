@@ -12,13 +12,12 @@ import (
 	"github.com/cohuron/deploy/pkg/gitbundle"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
-	"github.com/cohuron/deploy/pkg/signing/kmssign"
 )
 
 type publishOptions struct {
 	repo, ref, branch string
 	env, manifest     string
-	key               string
+	keys              keyRefs
 	ttl               time.Duration
 	json              bool
 	store             storeFlags
@@ -31,7 +30,7 @@ func (o *publishOptions) addFlags(fs flagSet) {
 	fs.StringVar(&o.branch, "branch", "", "branch name to record (default: from --ref)")
 	fs.StringVar(&o.env, "env", "", "environment to publish to")
 	fs.StringVar(&o.manifest, "manifest", "", "environment manifest (default manifests/ENV.yaml)")
-	fs.StringVar(&o.key, "key", "", "signing key: cosign.key file or awskms:///alias/NAME")
+	o.keys.add(fs)
 	fs.DurationVar(&o.ttl, "ttl", release.DefaultTTL, "how long the release stays valid")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 }
@@ -41,11 +40,11 @@ func (c *CLI) publish(ctx context.Context, args []string) error {
 	fs := c.flags("publish", "[--repo PATH --ref REF] --env ENV --store URL --key KEYREF [--manifest FILE] [--json]")
 	o.addFlags(fs)
 	o.store.add(fs)
-	fs.StringVar(&o.trust.policy, "policy", "", "trust policy to verify the release whose bundle a config-only release keeps (default: the signing key)")
+	fs.StringVar(&o.trust.policy, "policy", "", "the hosts' trust policy: verifies the release whose bundle a config-only release keeps (default: the signing key), and holds the latest hint until the policy's threshold of signers signed (publisher sign)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := required("env", o.env, "store", o.store.url, "key", o.key); err != nil {
+	if err := required("env", o.env, "store", o.store.url, "key", o.keys.String()); err != nil {
 		return err
 	}
 	if o.manifest == "" {
@@ -63,9 +62,9 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	if err != nil {
 		return err
 	}
-	signer, err := kmssign.LoadSigner(ctx, o.key, c.password(false))
+	signers, err := c.signers(ctx, o.keys)
 	if err != nil {
-		return fault.Usage(err)
+		return err
 	}
 	req := release.Request{Env: env, TTL: o.ttl}
 	if o.trust.policy != "" {
@@ -88,7 +87,7 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 		}
 		req.Bundle = &release.LocalBundle{Path: path, Name: res.Name, SHA256: res.SHA256, Size: res.Size, Source: res.Source, Index: res.Index}
 	}
-	p := &release.Publisher{Store: st, Signer: signer, Now: c.now, Log: c.log, Progress: c.progress}
+	p := &release.Publisher{Store: st, Signers: signers, Now: c.now, Log: c.log, Progress: c.progress}
 	res, err := p.Publish(ctx, req)
 	if err != nil {
 		return err
@@ -104,6 +103,10 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	fmt.Fprintf(c.out, "  manifest %s  sha256 %s\n", res.Key, res.Digest)
 	fmt.Fprintf(c.out, "  bundle   %s  sha256 %s  (%d bytes, %s)\n", res.Bundle.Key, res.Bundle.SHA256, res.Bundle.Size, uploadedWord(res.BundleUploaded, res.ConfigOnly))
 	fmt.Fprintf(c.out, "  source   %s %s@%s\n", res.Source.Repo, res.Source.Branch, short(res.Source.Commit))
+	if res.AwaitingSignatures > 0 {
+		fmt.Fprintf(c.out, "  awaiting %d more trusted signer(s): agents do not see it until then; each co-signer runs\n", res.AwaitingSignatures)
+		fmt.Fprintf(c.out, "           publisher sign --store %s --env %s --seq %d --policy %s --key KEYREF\n", o.store.url, o.env, res.Seq, o.trust.policy)
+	}
 	return nil
 }
 

@@ -9,17 +9,17 @@ import (
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/signing"
-	"github.com/cohuron/deploy/pkg/signing/kmssign"
 	"github.com/cohuron/deploy/pkg/trust"
 )
 
 type rollbackOptions struct {
-	env, key string
-	to       uint64
-	ttl      time.Duration
-	json     bool
-	store    storeFlags
-	trust    trustFlags
+	env   string
+	keys  keyRefs
+	to    uint64
+	ttl   time.Duration
+	json  bool
+	store storeFlags
+	trust trustFlags
 }
 
 func (c *CLI) rollback(ctx context.Context, args []string) error {
@@ -27,7 +27,7 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	fs := c.flags("rollback", "--store URL --env ENV --to SEQ --key KEYREF [--policy FILE] [--json]")
 	fs.StringVar(&o.env, "env", "", "environment to roll back")
 	fs.Uint64Var(&o.to, "to", 0, "seq whose bundle and spec the new release carries")
-	fs.StringVar(&o.key, "key", "", "signing key: cosign.key file or awskms:///alias/NAME")
+	o.keys.add(fs)
 	fs.DurationVar(&o.ttl, "ttl", release.DefaultTTL, "how long the new release stays valid")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.StringVar(&o.trust.policy, "policy", "", "trust policy to verify release SEQ (default: the signing key)")
@@ -35,15 +35,15 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := required("env", o.env, "store", o.store.url, "key", o.key); err != nil {
+	if err := required("env", o.env, "store", o.store.url, "key", o.keys.String()); err != nil {
 		return err
 	}
 	if o.to == 0 {
 		return fault.Usage(fmt.Errorf("missing required flag(s): --to"))
 	}
-	signer, err := kmssign.LoadSigner(ctx, o.key, c.password(false))
+	signers, err := c.signers(ctx, o.keys)
 	if err != nil {
-		return fault.Usage(err)
+		return err
 	}
 	st, err := o.store.open(ctx)
 	if err != nil {
@@ -55,7 +55,7 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		pub, err := signing.PublicKeyPEM(ctx, signer)
+		pub, err := signing.PublicKeyPEM(ctx, signers[0])
 		if err != nil {
 			return err
 		}
@@ -69,7 +69,7 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	}
 	env := &manifest.Environment{APIVersion: manifest.APIVersion, Kind: manifest.KindEnvironment,
 		Metadata: manifest.Metadata{Name: o.env}, Spec: old.Release.Spec}
-	p := &release.Publisher{Store: st, Signer: signer, Now: c.now, Log: c.log}
+	p := &release.Publisher{Store: st, Signers: signers, Now: c.now, Log: c.log}
 	res, err := p.Publish(ctx, release.Request{Env: env, ReuseSeq: o.to, Policy: pol, TTL: o.ttl})
 	if err != nil {
 		return err
@@ -78,5 +78,8 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 		return c.printJSON(res)
 	}
 	fmt.Fprintf(c.out, "published %s seq %d: bundle and spec of seq %d (%s)\n", o.env, res.Seq, o.to, res.Bundle.Key)
+	if res.AwaitingSignatures > 0 {
+		fmt.Fprintf(c.out, "  awaiting %d more trusted signer(s): publisher sign --store %s --env %s --seq %d --policy %s --key KEYREF\n", res.AwaitingSignatures, o.store.url, o.env, res.Seq, o.trust.policy)
+	}
 	return nil
 }

@@ -71,7 +71,7 @@ func (c *CLI) runVerify(ctx context.Context, o verifyOptions) error {
 		return err
 	}
 	rel := v.Release
-	if _, err := release.VerifyBundle(ctx, st, rel, pol); err != nil {
+	if _, err := release.VerifyBundle(ctx, st, rel, pol, c.now()); err != nil {
 		return err
 	}
 	if o.json {

@@ -226,7 +226,7 @@ func newFixture(t *testing.T, keep int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.pub = &release.Publisher{Store: ds, Signer: signer, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)}
+	f.pub = &release.Publisher{Store: ds, Signers: []signing.Signer{signer}, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)}
 
 	f.repoDir = testenv.NewRepo(t, map[string]string{
 		"package.json":          `{"name":"app","private":true}`,

@@ -153,6 +153,23 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		if fault.KindOf(err) != fault.KindRejected {
 			return nil, nil, err
 		}
+		if errors.Is(err, trust.ErrBelowThreshold) {
+			// Good signatures, too few yet: co-signers may still add theirs
+			// without the hint changing, so look again next poll.
+			var ve *trust.VerificationError
+			errors.As(err, &ve)
+			why := "awaiting co-signers: " + ve.Expected + ", found " + ve.Found
+			if !dryRun {
+				a.record(ctx, st, &state.Attempt{Seq: hint, Started: a.Now(), Result: ResultBlocked, Error: err.Error(), Blocked: why})
+				a.save(st)
+			}
+			if st.Current != nil && st.Current.Spec != nil {
+				if d, _, err := a.drift(ctx, st); d != nil || err != nil {
+					return d, nil, err
+				}
+			}
+			return nil, &Outcome{Result: ResultBlocked, Seq: hint, Blocked: why}, nil
+		}
 		a.Metrics.Rejected.Add(1)
 		if !dryRun {
 			a.record(ctx, st, &state.Attempt{Seq: hint, Started: a.Now(), Result: ResultRejected, Error: err.Error(), Blocked: "verification: " + blockedBy(err)})
@@ -574,7 +591,7 @@ func (a *Agent) bundleFile(ctx context.Context, rel *manifest.Release) (string, 
 			return err
 		}
 		defer f.Close()
-		return release.VerifyBundleDigest(f, rel, a.Policy, sigs)
+		return release.VerifyBundleDigest(f, rel, a.Policy, sigs, a.Now())
 	}
 	if _, err := os.Stat(path); err == nil {
 		if err := verify(path); err == nil {

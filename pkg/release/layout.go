@@ -74,11 +74,16 @@ func ReadSigs(ctx context.Context, st store.Store, key string) ([][]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	return splitSigs(data), nil
+}
+
+// splitSigs splits a .sig file into its signature lines.
+func splitSigs(data []byte) [][]byte {
 	var sigs [][]byte
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			sigs = append(sigs, line)
 		}
 	}
-	return sigs, nil
+	return sigs
 }

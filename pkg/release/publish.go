@@ -3,6 +3,7 @@ package release
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -32,10 +34,13 @@ const claimAttempts = 10
 
 // Publisher uploads bundles and signed releases.
 type Publisher struct {
-	Store  store.Store
-	Signer signing.Signer
-	Now    func() time.Time
-	Log    *slog.Logger
+	Store store.Store
+	// Signers each add one signature line to every object the publisher
+	// signs: a policy with a threshold of k needs k of them, here or
+	// added later by co-signers (CoSign).
+	Signers []signing.Signer
+	Now     func() time.Time
+	Log     *slog.Logger
 	// Progress wraps an upload body to report progress; nil for none.
 	Progress func(label string, size int64, r io.Reader) io.Reader
 }
@@ -57,8 +62,10 @@ type Request struct {
 	// bundle of release ReuseSeq (0: the newest release).
 	Bundle   *LocalBundle
 	ReuseSeq uint64
-	// Policy verifies the release whose bundle is reused; nil trusts the
-	// signer's own public key.
+	// Policy is the hosts' trust policy. It verifies the release whose
+	// bundle is reused (nil: trust the first signer's key), and when its
+	// threshold needs more signers than signed, the latest hint stays
+	// where it is until co-signers complete the release (CoSign).
 	Policy *trust.Policy
 	TTL    time.Duration
 }
@@ -73,8 +80,12 @@ type Result struct {
 	BundleUploaded bool               `json:"bundleUploaded"`
 	ConfigOnly     bool               `json:"configOnly"`
 	ReusedSeq      uint64             `json:"reusedSeq,omitempty"`
-	Source         manifest.Source    `json:"source"`
-	Inputs         manifest.Inputs    `json:"inputs"`
+	Signers        int                `json:"signers"`
+	// AwaitingSignatures is how many more trusted signers the policy
+	// needs before agents may apply the release; 0 when it is live.
+	AwaitingSignatures int             `json:"awaitingSignatures,omitempty"`
+	Source             manifest.Source `json:"source"`
+	Inputs             manifest.Inputs `json:"inputs"`
 }
 
 // Publish uploads the bundle (if any), then claims the next seq with the
@@ -120,8 +131,12 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 		Env: env, IssuedAt: now, ExpiresAt: now.Add(ttl),
 		Bundle: res.Bundle, Source: res.Source, Inputs: inputs, Spec: req.Env.Spec,
 	}
-	if err := p.claim(ctx, rel, res); err != nil {
+	if err := p.claim(ctx, rel, req.Policy, res); err != nil {
 		return nil, err
+	}
+	if res.AwaitingSignatures > 0 {
+		p.Log.Warn("release awaits co-signers; the latest hint stays until they sign", "env", env, "seq", rel.Seq, "more", res.AwaitingSignatures)
+		return res, nil
 	}
 	if err := p.moveLatest(ctx, env, rel.Seq); err != nil {
 		return nil, err
@@ -131,8 +146,10 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 }
 
 // claim writes releases/<env>/<seq>.yaml(.sig) with conditional puts,
-// moving to the next seq when another publisher got there first.
-func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Result) error {
+// moving to the next seq when another publisher got there first. With a
+// policy, signatures it would refuse are caught before anything is
+// written, and res says how many co-signers are still needed.
+func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, pol *trust.Policy, res *Result) error {
 	seqs, err := Seqs(ctx, p.Store, rel.Env)
 	if err != nil {
 		return err
@@ -146,7 +163,12 @@ func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Resul
 		if err != nil {
 			return err
 		}
-		sig, err := signing.Sign(ctx, p.Signer, bytes.NewReader(raw))
+		sum := sha256.Sum256(raw)
+		sigData, err := p.signatures(ctx, nil, sum[:], func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
+		if err != nil {
+			return err
+		}
+		awaiting, err := awaitingSigners(pol, raw, sigData, p.Now())
 		if err != nil {
 			return err
 		}
@@ -155,7 +177,6 @@ func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Resul
 		// publisher that dies in between leaves only a signature, which the
 		// next publisher steps over.
 		key := store.ReleaseKey(rel.Env, rel.Seq)
-		sigData := append(sig, '\n')
 		err = p.Store.PutIfAbsent(ctx, store.SigKey(key), bytes.NewReader(sigData), int64(len(sigData)))
 		if errors.Is(err, store.ErrExists) {
 			p.Log.Info("seq taken by another publisher, trying the next", "seq", rel.Seq)
@@ -168,8 +189,8 @@ func (p *Publisher) claim(ctx context.Context, rel *manifest.Release, res *Resul
 		if err := p.Store.PutIfAbsent(ctx, key, bytes.NewReader(raw), int64(len(raw))); err != nil {
 			return fmt.Errorf("writing %s after claiming it: %w", key, err)
 		}
-		sum := sha256.Sum256(raw)
 		res.Seq, res.Key, res.Digest = rel.Seq, key, hex.EncodeToString(sum[:])
+		res.Signers, res.AwaitingSignatures = len(p.Signers), awaiting
 		return nil
 	}
 	return fault.Transient(fmt.Errorf("could not claim a release seq for %s after %d attempts: other publishers keep winning", rel.Env, claimAttempts))
@@ -240,16 +261,18 @@ func (p *Publisher) uploadBundle(ctx context.Context, lb *LocalBundle) (bool, er
 		return false, fmt.Errorf("checking %s: %w", key, err)
 	}
 
-	f, err := os.Open(lb.Path)
+	digest, err := hex.DecodeString(b.SHA256)
+	if err != nil {
+		return false, fmt.Errorf("bundle digest %q: %w", b.SHA256, err)
+	}
+	existing, err := ReadSigs(ctx, p.Store, key)
+	if err != nil {
+		return false, fmt.Errorf("reading the signatures of %s: %w", key, err)
+	}
+	sig, err := p.signatures(ctx, existing, digest, func() (io.ReadCloser, error) { return os.Open(lb.Path) })
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	sig, err := signing.Sign(ctx, p.Signer, f)
-	if err != nil {
-		return false, err
-	}
-	sig = append(sig, '\n')
 	if err := p.Store.Put(ctx, store.SigKey(key), bytes.NewReader(sig), int64(len(sig))); err != nil {
 		return false, fmt.Errorf("uploading bundle signature: %w", err)
 	}
@@ -288,7 +311,7 @@ func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*manife
 	}
 	pol := req.Policy
 	if pol == nil {
-		pub, err := signing.PublicKeyPEM(ctx, p.Signer)
+		pub, err := signing.PublicKeyPEM(ctx, p.Signers[0])
 		if err != nil {
 			return nil, nil, err
 		}
@@ -300,9 +323,68 @@ func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*manife
 	if err != nil {
 		return nil, nil, fmt.Errorf("release %d, whose bundle this release would keep (pass --policy if another key signed it): %w", seq, err)
 	}
-	ix, err := VerifyBundle(ctx, p.Store, v.Release, pol)
+	ix, err := VerifyBundle(ctx, p.Store, v.Release, pol, p.Now())
 	if err != nil {
 		return nil, nil, fmt.Errorf("bundle of release %d: %w", seq, err)
 	}
 	return v.Release, ix, nil
+}
+
+// signatures signs an object (its sha256 digest, its bytes from open)
+// with every signer and merges the lines into existing ones: a signature
+// by one of our keys is replaced, any other is kept — a co-signer's, or
+// one by a key being rotated out that hosts not yet updated still need.
+func (p *Publisher) signatures(ctx context.Context, existing [][]byte, digest []byte, open func() (io.ReadCloser, error)) ([]byte, error) {
+	if len(p.Signers) == 0 {
+		return nil, fault.Usage(errors.New("no signing key"))
+	}
+	var out bytes.Buffer
+	pubs := make([]crypto.PublicKey, len(p.Signers))
+	for i, s := range p.Signers {
+		pub, err := signing.PublicKey(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		pubs[i] = pub
+	}
+	for _, sig := range existing {
+		if !slices.ContainsFunc(pubs, func(pub crypto.PublicKey) bool { return signing.VerifyDigest(pub, sig, digest) == nil }) {
+			out.Write(sig)
+			out.WriteByte('\n')
+		}
+	}
+	for _, s := range p.Signers {
+		r, err := open()
+		if err != nil {
+			return nil, err
+		}
+		sig, err := signing.Sign(ctx, s, r)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+		out.Write(sig)
+		out.WriteByte('\n')
+	}
+	if out.Len() > MaxSigBytes {
+		return nil, fmt.Errorf("signatures would take %d bytes, over the %d agents read", out.Len(), MaxSigBytes)
+	}
+	return out.Bytes(), nil
+}
+
+// awaitingSigners says how many more trusted signers pol needs for a
+// manifest signed with sigData; it refuses signatures pol would reject
+// for any other reason (an untrusted key, say), before they are written.
+func awaitingSigners(pol *trust.Policy, raw, sigData []byte, now time.Time) (int, error) {
+	if pol == nil {
+		return 0, nil
+	}
+	signers, err := pol.VerifyBlob("new release manifest", raw, splitSigs(sigData), now)
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.Is(err, trust.ErrBelowThreshold):
+		return pol.Spec.Threshold - len(signers), nil
+	}
+	return 0, fmt.Errorf("the policy %s would refuse this release (are you signing with a key it trusts?): %w", pol.Metadata.Name, err)
 }

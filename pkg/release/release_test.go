@@ -76,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) publisher() *release.Publisher {
-	return &release.Publisher{Store: f.st, Signer: f.signer, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)}
+	return &release.Publisher{Store: f.st, Signers: []signing.Signer{f.signer}, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)}
 }
 
 func (f *fixture) localBundle(t *testing.T) *release.LocalBundle {
@@ -101,7 +101,7 @@ func (f *fixture) verifyLatest(t *testing.T) *release.Verified {
 	if err != nil {
 		t.Fatalf("verifying latest: %v", err)
 	}
-	if _, err := release.VerifyBundle(ctx, f.st, v.Release, f.pol); err != nil {
+	if _, err := release.VerifyBundle(ctx, f.st, v.Release, f.pol, now); err != nil {
 		t.Fatalf("verifying bundle: %v", err)
 	}
 	return v
@@ -207,7 +207,7 @@ func TestTamperingIsDetected(t *testing.T) {
 			check := fn(t, f, v.Release)
 			v2, err := release.FetchLatestVerified(ctx, f.st, "demo", f.pol, trust.Expect{Env: "demo", Now: now})
 			if err == nil {
-				_, err = release.VerifyBundle(ctx, f.st, v2.Release, f.pol)
+				_, err = release.VerifyBundle(ctx, f.st, v2.Release, f.pol, now)
 			}
 			var ve *trust.VerificationError
 			if !errors.As(err, &ve) || ve.Check != check || fault.ExitCode(err) != fault.ExitRejected {

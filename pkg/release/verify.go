@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
@@ -65,8 +66,9 @@ func FetchLatestVerified(ctx context.Context, st store.Store, env string, pol *t
 
 // VerifyBundleDigest reads a bundle from r, refusing more bytes than the
 // release pins, and checks its size, its sha256 and its detached
-// signature. It parses nothing: the bytes are not trusted until it returns.
-func VerifyBundleDigest(r io.Reader, rel *manifest.Release, pol *trust.Policy, sigs [][]byte) error {
+// signature (whose signers must be trusted at now). It parses nothing: the
+// bytes are not trusted until it returns.
+func VerifyBundleDigest(r io.Reader, rel *manifest.Release, pol *trust.Policy, sigs [][]byte, now time.Time) error {
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(r, rel.Bundle.Size+1))
 	if err != nil {
@@ -79,14 +81,14 @@ func VerifyBundleDigest(r io.Reader, rel *manifest.Release, pol *trust.Policy, s
 	if got := hex.EncodeToString(digest); got != rel.Bundle.SHA256 {
 		return &trust.VerificationError{Check: "bundle digest", Expected: "sha256 " + rel.Bundle.SHA256 + " (signed)", Found: "sha256 " + got}
 	}
-	_, err = pol.VerifyDigest("bundle "+rel.Bundle.Key, digest, sigs)
+	_, err = pol.VerifyDigest("bundle "+rel.Bundle.Key, digest, sigs, now)
 	return err
 }
 
 // VerifyBundle fetches the release's bundle from the store into a temp
 // file, verifies its digest and signature, and only then indexes it and
 // checks its file count and unpacked size against the release.
-func VerifyBundle(ctx context.Context, st store.Store, rel *manifest.Release, pol *trust.Policy) (*bundle.Index, error) {
+func VerifyBundle(ctx context.Context, st store.Store, rel *manifest.Release, pol *trust.Policy, now time.Time) (*bundle.Index, error) {
 	sigs, err := ReadSigs(ctx, st, rel.Bundle.Key)
 	if err != nil {
 		return nil, fmt.Errorf("reading signature of %s: %w", rel.Bundle.Key, err)
@@ -102,7 +104,7 @@ func VerifyBundle(ctx context.Context, st store.Store, rel *manifest.Release, po
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	err = VerifyBundleDigest(io.TeeReader(rc, tmp), rel, pol, sigs)
+	err = VerifyBundleDigest(io.TeeReader(rc, tmp), rel, pol, sigs, now)
 	rc.Close()
 	if err != nil {
 		return nil, err

@@ -85,6 +85,15 @@ func Sign(ctx context.Context, s Signer, data io.Reader) ([]byte, error) {
 	return out, nil
 }
 
+// PublicKey returns the public key of a signer.
+func PublicKey(ctx context.Context, s Signer) (crypto.PublicKey, error) {
+	pub, err := s.PublicKey(options.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("reading public key: %w", err)
+	}
+	return pub, nil
+}
+
 // PublicKeyPEM returns the PEM public key of a signer.
 func PublicKeyPEM(ctx context.Context, s Signer) ([]byte, error) {
 	pub, err := s.PublicKey(options.WithContext(ctx))

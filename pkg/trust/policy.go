@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"gopkg.in/yaml.v3"
@@ -69,6 +70,11 @@ type Signer struct {
 	// PublicKeyFile is a PEM file, relative to the policy file or absolute
 	// (a path on the host, e.g. installed by user data).
 	PublicKeyFile string `yaml:"publicKeyFile,omitempty"`
+	// NotBefore and NotAfter bound when this signer's signatures count,
+	// by the host clock: a rotated-out key stops counting at NotAfter on
+	// every host, even one whose policy file is never updated again.
+	NotBefore *time.Time `yaml:"notBefore,omitempty"`
+	NotAfter  *time.Time `yaml:"notAfter,omitempty"`
 }
 
 // Limits cap what a release may make the host download and unpack.
@@ -99,8 +105,24 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 }
 
 type trustedKey struct {
-	name string
-	pub  crypto.PublicKey
+	name                string
+	pub                 crypto.PublicKey
+	notBefore, notAfter *time.Time
+}
+
+// outside says why the key does not count at now, or "".
+func (k trustedKey) outside(now time.Time) string {
+	switch {
+	case k.notBefore == nil && k.notAfter == nil:
+		return ""
+	case now.IsZero():
+		return "no clock to check its validity window"
+	case k.notBefore != nil && now.Before(*k.notBefore):
+		return "trusted only from " + k.notBefore.UTC().Format(time.RFC3339)
+	case k.notAfter != nil && !now.Before(*k.notAfter):
+		return "trusted only until " + k.notAfter.UTC().Format(time.RFC3339)
+	}
+	return ""
 }
 
 // Load reads and validates a policy file, resolving key files relative to it.
@@ -206,7 +228,11 @@ func (p *Policy) validate(readKey func(string) ([]byte, error)) []strictyaml.Pro
 			add(at, "same public key as signer %q; each signer needs its own key", dup)
 			continue
 		}
-		p.keys = append(p.keys, trustedKey{name: sg.Name, pub: pub})
+		if sg.NotBefore != nil && sg.NotAfter != nil && !sg.NotBefore.Before(*sg.NotAfter) {
+			add(at+".notAfter", "expected a time after notBefore %s, found %s", sg.NotBefore.UTC().Format(time.RFC3339), sg.NotAfter.UTC().Format(time.RFC3339))
+			continue
+		}
+		p.keys = append(p.keys, trustedKey{name: sg.Name, pub: pub, notBefore: sg.NotBefore, notAfter: sg.NotAfter})
 	}
 	if s.Threshold == 0 {
 		s.Threshold = 1
@@ -274,6 +300,10 @@ func (p *Policy) signerWithKey(pub crypto.PublicKey) string {
 	}
 	return ""
 }
+
+// SignerOf names the signer whose key pub is, or "" when the policy does
+// not trust it.
+func (p *Policy) SignerOf(pub crypto.PublicKey) string { return p.signerWithKey(pub) }
 
 // AllowsSource reports whether the policy lets bundles be fetched with scheme.
 func (p *Policy) AllowsSource(scheme string) bool { return contains(p.Spec.BundleSources, scheme) }

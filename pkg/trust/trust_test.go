@@ -426,21 +426,21 @@ func TestVerifyDigestAndBlob(t *testing.T) {
 	sum := sha256.Sum256(bundle)
 	sig := sign(t, "ci", bundle)
 
-	if signers, err := p.VerifyDigest("bundle b.tar.gz", sum[:], [][]byte{sig}); err != nil || len(signers) != 1 || signers[0] != "ci" {
+	if signers, err := p.VerifyDigest("bundle b.tar.gz", sum[:], [][]byte{sig}, manifesttest.Now); err != nil || len(signers) != 1 || signers[0] != "ci" {
 		t.Errorf("VerifyDigest = %v, %v", signers, err)
 	}
-	if _, err := p.VerifyBlob("bundle b.tar.gz", bundle, [][]byte{sig}); err != nil {
+	if _, err := p.VerifyBlob("bundle b.tar.gz", bundle, [][]byte{sig}, manifesttest.Now); err != nil {
 		t.Errorf("VerifyBlob: %v", err)
 	}
 	bad := sum
 	bad[0] ^= 0x80
-	_, err := p.VerifyDigest("bundle b.tar.gz", bad[:], [][]byte{sig})
+	_, err := p.VerifyDigest("bundle b.tar.gz", bad[:], [][]byte{sig}, manifesttest.Now)
 	wantRejected(t, err, "bundle b.tar.gz signature")
-	_, err = p.VerifyDigest("bundle b.tar.gz", sum[:8], [][]byte{sig})
+	_, err = p.VerifyDigest("bundle b.tar.gz", sum[:8], [][]byte{sig}, manifesttest.Now)
 	wantRejected(t, err, "bundle b.tar.gz signature")
-	_, err = p.VerifyBlob("bundle b.tar.gz", bundle[1:], [][]byte{sig})
+	_, err = p.VerifyBlob("bundle b.tar.gz", bundle[1:], [][]byte{sig}, manifesttest.Now)
 	wantRejected(t, err, "bundle b.tar.gz signature")
-	_, err = p.VerifyBlob("bundle b.tar.gz", bundle, [][]byte{sign(t, "mallory", bundle)})
+	_, err = p.VerifyBlob("bundle b.tar.gz", bundle, [][]byte{sign(t, "mallory", bundle)}, manifesttest.Now)
 	wantRejected(t, err, "bundle b.tar.gz signature")
 }
 
@@ -679,5 +679,122 @@ func TestLoad(t *testing.T) {
 
 	if _, err := trust.Load(filepath.Join(dir, "missing.yaml")); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+// TestBelowThreshold: good signatures that are merely too few are marked
+// ErrBelowThreshold (co-signers may still come); anything bad is not.
+func TestBelowThreshold(t *testing.T) {
+	p := policyFor(t, 2, "ci", "release-manager", "security")
+	raw := marshalRelease(t, manifesttest.Release())
+	exp := trust.Expect{Env: "prod", Now: manifesttest.Now}
+	for _, tt := range []struct {
+		name    string
+		signers []string
+		pending bool
+	}{
+		{"one good signature", []string{"ci"}, true},
+		{"one good, one untrusted", []string{"ci", "mallory"}, false},
+		{"only untrusted", []string{"mallory"}, false},
+		{"none", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var sigs [][]byte
+			for _, n := range tt.signers {
+				sigs = append(sigs, sign(t, n, raw))
+			}
+			_, _, err := p.VerifyRelease(relName, raw, sigs, exp)
+			wantRejected(t, err, sigCheck)
+			if got := errors.Is(err, trust.ErrBelowThreshold); got != tt.pending {
+				t.Errorf("errors.Is(err, ErrBelowThreshold) = %v, want %v (%v)", got, tt.pending, err)
+			}
+		})
+	}
+}
+
+// TestKeyRotation walks a rotation from key "ci" to key "security": an
+// overlap where both count, then the old key stops counting at its
+// notAfter by the host clock alone, and a new key can be staged with
+// notBefore. A clock far off fails closed and says so.
+func TestKeyRotation(t *testing.T) {
+	now := manifesttest.Now
+	at := func(d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339) }
+	policy := fmt.Sprintf(`apiVersion: deploy.cohuron.dev/v1
+kind: TrustPolicy
+metadata:
+  name: rotating
+spec:
+  signers:
+    - name: ci
+      publicKeyFile: ci.pub
+      notAfter: %s
+    - name: security
+      publicKeyFile: security.pub
+    - name: release-manager
+      publicKeyFile: release-manager.pub
+      notBefore: %s
+  threshold: 1
+  environments: [prod]
+  branches: [main]
+`, at(24*time.Hour), at(48*time.Hour))
+	p, err := trust.Parse("policy.yaml", []byte(policy), readTestKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := manifesttest.Release()
+	rel.ExpiresAt = now.Add(30 * 24 * time.Hour)
+	raw := marshalRelease(t, rel)
+	for _, tt := range []struct {
+		name    string
+		signers []string
+		clock   time.Duration // host clock relative to now
+		found   string        // "" = accepted
+	}{
+		{"old key during the overlap", []string{"ci"}, time.Hour, ""},
+		{"new key during the overlap", []string{"security"}, time.Hour, ""},
+		{"both keys (the publisher signs with both while hosts update)", []string{"ci", "security"}, time.Hour, ""},
+		{"old key after its notAfter", []string{"ci"}, 25 * time.Hour, "ci, whose key is trusted only until " + at(24*time.Hour)},
+		{"new key after the old one's notAfter", []string{"security"}, 25 * time.Hour, ""},
+		{"staged key before its notBefore", []string{"release-manager"}, time.Hour, "release-manager, whose key is trusted only from " + at(48*time.Hour)},
+		{"staged key after its notBefore", []string{"release-manager"}, 49 * time.Hour, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var sigs [][]byte
+			for _, n := range tt.signers {
+				sigs = append(sigs, sign(t, n, raw))
+			}
+			_, signers, err := p.VerifyRelease(relName, raw, sigs, trust.Expect{Env: "prod", Now: now.Add(tt.clock), ClockSkew: time.Hour})
+			if tt.found == "" {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				if len(signers) == 0 {
+					t.Error("no signer counted")
+				}
+				return
+			}
+			ve := wantRejected(t, err, sigCheck)
+			if !strings.Contains(ve.Found, tt.found) {
+				t.Errorf("Found = %q, want it to contain %q", ve.Found, tt.found)
+			}
+			if errors.Is(err, trust.ErrBelowThreshold) {
+				t.Error("an expired key's signature must not look like a pending co-signature")
+			}
+		})
+	}
+
+	// Key windows need a clock: without one, windowed keys never count.
+	_, err = p.VerifyBlob("blob", raw, [][]byte{sign(t, "ci", raw)}, time.Time{})
+	if ve := wantRejected(t, err, "blob signature"); !strings.Contains(ve.Found, "no clock") {
+		t.Errorf("Found = %q, want it to say there is no clock", ve.Found)
+	}
+	if _, err := p.VerifyBlob("blob", raw, [][]byte{sign(t, "security", raw)}, time.Time{}); err != nil {
+		t.Errorf("a key without a window needs no clock: %v", err)
+	}
+
+	// A window that ends before it starts is a policy error.
+	bad := strings.Replace(policy, "notBefore: "+at(48*time.Hour), "notBefore: "+at(48*time.Hour)+"\n      notAfter: "+at(47*time.Hour), 1)
+	if _, err := trust.Parse("policy.yaml", []byte(bad), readTestKey(t)); err == nil || !strings.Contains(err.Error(), "notAfter") {
+		t.Errorf("inverted window: err = %v, want a notAfter problem", err)
 	}
 }

@@ -44,26 +44,33 @@ func reject(check, expected, found string, err error) error {
 	return &VerificationError{Check: check, Expected: expected, Found: found, Err: err}
 }
 
-// VerifyBlob checks that at least Threshold distinct trusted signers signed
-// data. sigs are base64 cosign signatures in any order.
-func (p *Policy) VerifyBlob(what string, data []byte, sigs [][]byte) ([]string, error) {
-	return p.verify(what, sigs, func(k trustedKey, sig []byte) error {
+// ErrBelowThreshold is wrapped by a signature rejection when every
+// signature that counted was good but too few signers signed yet: the
+// release may be waiting for co-signers (publisher sign), so callers
+// check again later instead of giving up on it.
+var ErrBelowThreshold = errors.New("fewer trusted signers than the policy's threshold")
+
+// VerifyBlob checks that at least Threshold distinct trusted signers,
+// within their validity windows at now, signed data. sigs are base64
+// cosign signatures in any order.
+func (p *Policy) VerifyBlob(what string, data []byte, sigs [][]byte, now time.Time) ([]string, error) {
+	return p.verify(what, sigs, now, func(k trustedKey, sig []byte) error {
 		return signing.Verify(k.pub, sig, bytes.NewReader(data))
 	})
 }
 
 // VerifyDigest is VerifyBlob for a SHA-256 digest computed while streaming.
-func (p *Policy) VerifyDigest(what string, sha256Digest []byte, sigs [][]byte) ([]string, error) {
-	return p.verify(what, sigs, func(k trustedKey, sig []byte) error {
+func (p *Policy) VerifyDigest(what string, sha256Digest []byte, sigs [][]byte, now time.Time) ([]string, error) {
+	return p.verify(what, sigs, now, func(k trustedKey, sig []byte) error {
 		return signing.VerifyDigest(k.pub, sig, sha256Digest)
 	})
 }
 
-func (p *Policy) verify(what string, sigs [][]byte, check func(trustedKey, []byte) error) ([]string, error) {
+func (p *Policy) verify(what string, sigs [][]byte, now time.Time, check func(trustedKey, []byte) error) ([]string, error) {
 	if len(p.keys) == 0 {
 		return nil, reject(what+" signature", "a policy with trusted keys", "no keys loaded", nil)
 	}
-	var signers []string
+	var signers, outside []string
 	var lastErr error
 	for _, k := range p.keys {
 		for _, sig := range sigs {
@@ -71,7 +78,11 @@ func (p *Policy) verify(what string, sigs [][]byte, check func(trustedKey, []byt
 				lastErr = err
 				continue
 			}
-			signers = append(signers, k.name)
+			if why := k.outside(now); why != "" {
+				outside = append(outside, fmt.Sprintf("%s, whose key is %s (host clock %s)", k.name, why, now.UTC().Format(time.RFC3339)))
+			} else {
+				signers = append(signers, k.name)
+			}
 			break
 		}
 	}
@@ -80,9 +91,16 @@ func (p *Policy) verify(what string, sigs [][]byte, check func(trustedKey, []byt
 		if len(signers) > 0 {
 			found = fmt.Sprintf("%d valid (%s) among %d signature(s)", len(signers), strings.Join(signers, ", "), len(sigs))
 		}
+		if len(outside) > 0 {
+			found += "; not counted: " + strings.Join(outside, "; ")
+		}
 		if len(sigs) == 0 {
 			found = "no signature"
 			lastErr = nil
+		}
+		if len(signers) > 0 && len(outside) == 0 && len(signers) == len(sigs) {
+			// Only good signatures, just not enough of them yet.
+			lastErr = ErrBelowThreshold
 		}
 		return signers, reject(what+" signature", fmt.Sprintf("signatures by %d trusted signer(s) of policy %s", p.Spec.Threshold, p.Metadata.Name), found, lastErr)
 	}
@@ -115,7 +133,7 @@ func (p *Policy) VerifyRelease(name string, raw []byte, sigs [][]byte, exp Expec
 	if max := int64(p.Spec.Limits.ManifestBytes); int64(len(raw)) > max {
 		return nil, nil, reject("manifest size", fmt.Sprintf("at most %d bytes", max), fmt.Sprintf("%d bytes", len(raw)), nil)
 	}
-	signers, err := p.VerifyBlob("release manifest "+name, raw, sigs)
+	signers, err := p.VerifyBlob("release manifest "+name, raw, sigs, exp.Now)
 	if err != nil {
 		return nil, nil, err
 	}
