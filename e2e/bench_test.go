@@ -24,6 +24,7 @@ type benchHost struct {
 	b                  testing.TB
 	dir, port, pm2Home string
 	path               string
+	env                []string // more environment for every command (a store's credentials)
 }
 
 func newBenchHost(b testing.TB) *benchHost {
@@ -86,6 +87,7 @@ func (h *benchHost) cmd(name string, args ...string) *exec.Cmd {
 	c := exec.Command(name, args...)
 	c.Dir = h.dir
 	c.Env = append(testenv.GitEnv(""), "PATH="+h.path, "HOME="+h.dir, "COSIGN_PASSWORD=bench", "PM2_HOME="+h.pm2Home)
+	c.Env = append(c.Env, h.env...)
 	return c
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/cohuron/deploy/pkg/secrets"
 	"github.com/cohuron/deploy/pkg/state"
 	"github.com/cohuron/deploy/pkg/store/openstore"
+	"github.com/cohuron/deploy/pkg/store/retrystore"
 	"github.com/cohuron/deploy/pkg/systemd"
 	"github.com/cohuron/deploy/pkg/trust"
 )
@@ -143,10 +144,14 @@ func (c *CLI) logger(cfg Config) *slog.Logger {
 
 // build wires the agent from its configuration.
 func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.Agent, error) {
-	st, err := openstore.Open(ctx, cfg.Store, openstore.Options{S3Endpoint: cfg.S3Endpoint, S3Region: cfg.AWSRegion})
+	inner, err := openstore.Open(ctx, cfg.Store, openstore.Options{S3Endpoint: cfg.S3Endpoint, S3Region: cfg.AWSRegion,
+		S3Timeout: cfg.StoreTimeout.Duration, S3MaxAttempts: 1})
 	if err != nil {
 		return nil, err
 	}
+	metrics := agent.NewMetrics()
+	// Retries live in one place, logged and counted: the SDK's own are off.
+	st := retrystore.New(inner, retrystore.Options{Log: log, OnRetry: func(string, string, int, error) { metrics.StoreRetries.Add(1) }})
 	var pol *trust.Policy
 	if cfg.Policy != "" {
 		if pol, err = trust.Load(cfg.Policy); err != nil {
@@ -176,6 +181,7 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root, Now: c.now},
 		ToolEnv: toolEnv(),
 		Now:     c.now, Log: log,
+		Metrics: metrics,
 		CrashAt: envvars.CrashAt.Get(),
 	}
 	if err := a.Init(); err != nil {

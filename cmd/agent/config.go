@@ -38,6 +38,7 @@ type Config struct {
 	SecretsDir     string            `yaml:"secretsDir,omitempty"`
 	AWSRegion      string            `yaml:"awsRegion,omitempty"`
 	S3Endpoint     string            `yaml:"s3Endpoint,omitempty"`
+	StoreTimeout   manifest.Duration `yaml:"storeTimeout,omitempty"` // a stalled S3 request fails after this (default 30s)
 	LogFormat      string            `yaml:"logFormat,omitempty"` // text or json (default: json under systemd)
 }
 
@@ -85,6 +86,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 	var interval, jitter time.Duration
 	fs.DurationVar(&interval, "interval", 0, "poll interval for `run` (default 30s)")
 	fs.DurationVar(&jitter, "jitter", 0, "random extra delay per poll (default 5s)")
+	var storeTimeout time.Duration
+	fs.DurationVar(&storeTimeout, "store-timeout", 0, "an S3 request with no answer or no data for this long fails and is retried (default 30s)")
 	keep := fs.Int("keep", 0, "previous good releases kept (default 5)")
 	cf.set = func(dst *Config) {
 		fs.Visit(func(f *flag.Flag) {
@@ -127,6 +130,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 				dst.Interval.Duration = interval
 			case "jitter":
 				dst.Jitter.Duration = jitter
+			case "store-timeout":
+				dst.StoreTimeout.Duration = storeTimeout
 			case "keep":
 				dst.Keep = *keep
 			}

@@ -602,8 +602,12 @@ func (a *Agent) bundleFile(ctx context.Context, rel *manifest.Release) (string, 
 	tmp := path + ".part"
 	os.Remove(tmp)
 	if err := a.Fetch(ctx, rel, tmp); err != nil {
-		os.Remove(tmp)
-		return "", err
+		os.Remove(tmp) // never a partial download left to apply
+		if fault.KindOf(err) == fault.KindRejected {
+			return "", err
+		}
+		// A reset, a stall, a full disk: the release is not to blame.
+		return "", fault.Transient(fmt.Errorf("downloading bundle %s: %w", rel.Bundle.Key, err))
 	}
 	if err := verify(tmp); err != nil {
 		os.Remove(tmp)

@@ -108,7 +108,7 @@ func (a *Agent) report(ctx context.Context, st *state.State) {
 
 // Metrics are the agent's Prometheus counters and gauges.
 type Metrics struct {
-	Polls, Converges, Rollbacks, Rejected, HealthFailures, StoreErrors, Recoveries atomic.Int64
+	Polls, Converges, Rollbacks, Rejected, HealthFailures, StoreErrors, StoreRetries, Recoveries atomic.Int64
 	LastConvergeMillis                                                             atomic.Int64
 	CurrentSeq, Up                                                                 atomic.Int64
 }
@@ -129,6 +129,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		{"cohuron_agent_rejected_total", "Releases rejected by verification.", "counter", m.Rejected.Load()},
 		{"cohuron_agent_health_failures_total", "Health waits that failed.", "counter", m.HealthFailures.Load()},
 		{"cohuron_agent_store_errors_total", "Store requests that failed.", "counter", m.StoreErrors.Load()},
+		{"cohuron_agent_store_retries_total", "Store requests retried after a transient failure.", "counter", m.StoreRetries.Load()},
 		{"cohuron_agent_recoveries_total", "Interrupted converges recovered at start.", "counter", m.Recoveries.Load()},
 		{"cohuron_agent_current_seq", "Seq of the release running on this host.", "gauge", m.CurrentSeq.Load()},
 		{"cohuron_agent_last_converge_milliseconds", "Duration of the last successful converge.", "gauge", m.LastConvergeMillis.Load()},

@@ -33,7 +33,10 @@ func FetchVerified(ctx context.Context, st store.Store, env string, seq uint64, 
 	raw, _, err := store.ReadAll(ctx, st, key, int64(pol.Spec.Limits.ManifestBytes))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fault.Rejected(fmt.Errorf("release %d of %s: the latest hint names it but %s is missing: %w", seq, env, key, err))
+			// A store that lags (replication, a publisher between writes)
+			// or a hint planted by someone with write access: either way
+			// nothing to apply or to blame yet; look again later.
+			return nil, fault.Transient(fmt.Errorf("release %d of %s: the latest hint names it but %s is missing: %w", seq, env, key, err))
 		}
 		if errors.Is(err, store.ErrTooLarge) {
 			return nil, &trust.VerificationError{Check: "manifest size", Expected: fmt.Sprintf("at most %d bytes (policy limits.manifestBytes)", pol.Spec.Limits.ManifestBytes), Found: "more", Err: err}

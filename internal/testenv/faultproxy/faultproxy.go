@@ -30,7 +30,8 @@ const (
 	Hang Kind = "hang"
 	// Reset forwards the request, sends the upstream status and headers
 	// (with the real Content-Length) and the first Fault.After body bytes,
-	// then closes the TCP connection with RST.
+	// then closes the TCP connection with RST. After should be smaller than
+	// the body; a response without one (HEAD, 204, 304) ends after headers.
 	Reset Kind = "reset"
 	// Truncate is like Reset but closes normally (FIN) after Fault.After
 	// body bytes, so the client sees an unexpected EOF.
@@ -41,6 +42,10 @@ const (
 	// Refuse closes the client connection at once without any response,
 	// like a dead store.
 	Refuse Kind = "refuse"
+
+	// Note for Hang and Refuse: when the connection was a reused
+	// keep-alive one, net/http retries an idempotent request (GET, HEAD)
+	// once by itself, so one client call can consume two matching requests.
 )
 
 const (
@@ -53,7 +58,7 @@ const (
 type Fault struct {
 	Kind   Kind
 	Method string        // "" = any; else exact match (GET, HEAD, PUT…)
-	Path   string        // "" = any; else the request's URL.Path must contain this substring
+	Path   string        // "" = any; else the request's URL.Path must contain this substring (or, ending in "$", end with it)
 	Times  int           // how many matching requests get this fault; 0 = every matching request until Clear
 	Status int           // for Status (default 503)
 	After  int64         // for Reset/Truncate: body bytes passed through first
@@ -63,7 +68,7 @@ type Fault struct {
 
 func (f *Fault) matches(r *http.Request) bool {
 	return (f.Method == "" || f.Method == r.Method) &&
-		(f.Path == "" || strings.Contains(r.URL.Path, f.Path))
+		(f.Path == "" || pathMatches(r.URL.Path, f.Path))
 }
 
 // Stats counts what the proxy saw.
@@ -571,4 +576,13 @@ func s3Code(status int) string {
 		return "InternalError"
 	}
 	return "FaultInjected"
+}
+
+// pathMatches is a substring match, or a suffix match for a pattern
+// ending in "$" ("bundles/x.tar.gz$" spares "bundles/x.tar.gz.sig").
+func pathMatches(path, pattern string) bool {
+	if suffix, ok := strings.CutSuffix(pattern, "$"); ok {
+		return strings.HasSuffix(path, suffix)
+	}
+	return strings.Contains(path, pattern)
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +54,7 @@ func startUpstream(t *testing.T) *upstream {
 		h.Set("X-Got-Path", r.URL.EscapedPath())
 		h.Set("X-Got-Query", r.URL.RawQuery)
 		h.Set("X-Got-Hop", r.Header.Get("X-Hop"))
+		h.Set("X-Got-Connection", r.Header.Get("Connection"))
 		h.Set("X-Got-Body-Len", strconv.FormatInt(n, 10))
 		h.Set("X-Got-Body-Sha256", hex.EncodeToString(sum.Sum(nil)))
 		h.Set("Content-Type", "application/octet-stream")
@@ -157,13 +157,14 @@ func TestPassThrough(t *testing.T) {
 			t.Errorf("body differs: got %d bytes, want %d", len(body), len(payload))
 		}
 		for k, want := range map[string]string{
-			"X-Got-Host":     proxyHost,
-			"X-Got-Method":   "GET",
-			"X-Got-Path":     "/bucket/a%2Fb%20c",
-			"X-Got-Query":    "versionId=3&x-id=GetObject",
-			"X-Got-Hop":      "", // named in Connection: hop-by-hop
-			"Content-Length": strconv.Itoa(payloadSize),
-			"Content-Type":   "application/octet-stream",
+			"X-Got-Host":       proxyHost,
+			"X-Got-Method":     "GET",
+			"X-Got-Path":       "/bucket/a%2Fb%20c",
+			"X-Got-Query":      "versionId=3&x-id=GetObject",
+			"X-Got-Hop":        "", // named in Connection: hop-by-hop
+			"X-Got-Connection": "",
+			"Content-Length":   strconv.Itoa(payloadSize),
+			"Content-Type":     "application/octet-stream",
 		} {
 			if got := resp.Header.Get(k); got != want {
 				t.Errorf("%s = %q, want %q", k, got, want)
@@ -303,8 +304,9 @@ func TestHang(t *testing.T) {
 
 	// A second hang still in flight must not hold Close for its Delay.
 	errc := make(chan error, 1)
+	patient := newClient(t, 0)
 	go func() {
-		resp, err := newClient(t, 0).Get(p.URL() + "/b/k")
+		resp, err := patient.Get(p.URL() + "/b/k")
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -491,6 +493,7 @@ func TestConcurrent(t *testing.T) {
 			p.Add(Fault{Kind: Status, Path: "/odd/"})
 			p.Stats()
 			p.Clear()
+			time.Sleep(100 * time.Microsecond) // leave the CPU to the requests
 		}
 	})
 	var reqs sync.WaitGroup
@@ -529,11 +532,11 @@ func TestConcurrent(t *testing.T) {
 
 func TestParseUpstream(t *testing.T) {
 	for in, want := range map[string]string{
-		"http://127.0.0.1:9000":  "http://127.0.0.1:9000",
-		"127.0.0.1:9000":         "http://127.0.0.1:9000",
-		"https://minio.local/":   "https://minio.local",
+		"http://127.0.0.1:9000":   "http://127.0.0.1:9000",
+		"127.0.0.1:9000":          "http://127.0.0.1:9000",
+		"https://minio.local/":    "https://minio.local",
 		"http://127.0.0.1:9000/b": "",
-		"ftp://x":                "",
+		"ftp://x":                 "",
 	} {
 		u, err := parseUpstream(in)
 		switch {
@@ -543,5 +546,21 @@ func TestParseUpstream(t *testing.T) {
 			t.Errorf("parseUpstream(%q) = %v, %v; want %s", in, u, err, want)
 		}
 	}
-	_ = url.URL{}
+}
+
+func TestPathMatches(t *testing.T) {
+	for _, tt := range []struct {
+		path, pattern string
+		want          bool
+	}{
+		{"/b/demo/bundles/x.tar.gz", "bundles/", true},
+		{"/b/demo/bundles/x.tar.gz.sig", ".tar.gz$", false},
+		{"/b/demo/bundles/x.tar.gz", ".tar.gz$", true},
+		{"/b/demo/releases/demo/latest", "latest$", true},
+		{"/b/demo/releases/demo/latest", "releases/prod", false},
+	} {
+		if got := pathMatches(tt.path, tt.pattern); got != tt.want {
+			t.Errorf("pathMatches(%q, %q) = %v, want %v", tt.path, tt.pattern, got, tt.want)
+		}
+	}
 }

@@ -8,14 +8,17 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/store"
 )
 
@@ -31,8 +34,20 @@ type Options struct {
 	// Region when AWS_REGION and the profile give none (default us-east-1).
 	// On EC2 set it in the agent config or AWS_REGION.
 	Region string
-	// HTTPClient replaces the SDK's (tests use it for fault injection).
+	// HTTPClient replaces the SDK's (and Timeout's transport settings).
 	HTTPClient *http.Client
+	// Timeout bounds a stalled store: no response headers, or no data on
+	// a connection, for this long fails the request, and so does a body
+	// arriving slower than MinRate bytes per Timeout (a slow drip).
+	// Default 30s.
+	Timeout time.Duration
+	// MinRate is the fewest body bytes a download must deliver per
+	// Timeout (default 4 KiB: 140 bytes/s).
+	MinRate int64
+	// MaxAttempts is the SDK's tries per request (0: the SDK's default of
+	// 3). Callers that wrap the store in retrystore set 1, so that retries
+	// happen, and are logged and counted, in one place.
+	MaxAttempts int
 }
 
 // Store keeps objects under s3://bucket/prefix.
@@ -40,6 +55,8 @@ type Store struct {
 	bucket, prefix string
 	client         *s3.Client
 	tm             *transfermanager.Client
+	timeout        time.Duration
+	minRate        int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -58,9 +75,24 @@ func Open(ctx context.Context, bucket, prefix string, o Options) (*Store, error)
 	}
 	// Region comes from AWS_REGION/profile or Options, never from IMDS: a
 	// lookup there fails when IMDS is off and probes the network elsewhere.
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.MinRate <= 0 {
+		o.MinRate = 4 << 10
+	}
 	var loadOpts []func(*config.LoadOptions) error
 	if o.HTTPClient != nil {
 		loadOpts = append(loadOpts, config.WithHTTPClient(o.HTTPClient))
+	} else {
+		// The SDK's client waits forever for a store that accepted the
+		// connection and then said nothing.
+		loadOpts = append(loadOpts, config.WithHTTPClient(awshttp.NewBuildableClient().
+			WithReadTimeout(o.Timeout).
+			WithTransportOptions(func(tr *http.Transport) { tr.ResponseHeaderTimeout = o.Timeout })))
+	}
+	if o.MaxAttempts > 0 {
+		loadOpts = append(loadOpts, config.WithRetryMaxAttempts(o.MaxAttempts))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
@@ -84,7 +116,7 @@ func Open(ctx context.Context, bucket, prefix string, o Options) (*Store, error)
 		to.MultipartUploadThreshold = PartSize
 		to.Concurrency = 4
 	})
-	return &Store{bucket: bucket, prefix: prefix, client: client, tm: tm}, nil
+	return &Store{bucket: bucket, prefix: prefix, client: client, tm: tm, timeout: o.Timeout, minRate: o.MinRate}, nil
 }
 
 func (s *Store) String() string { return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/") }
@@ -106,15 +138,17 @@ func (s *Store) Get(ctx context.Context, key, ifNoneMatch string) (io.ReadCloser
 	if ifNoneMatch != "" {
 		in.IfNoneMatch = aws.String(ifNoneMatch)
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
+		cancel()
 		return nil, store.Info{}, s.classify(key, err)
 	}
 	info := store.Info{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
 	if out.LastModified != nil {
 		info.ModTime = *out.LastModified
 	}
-	return out.Body, info, nil
+	return watchBody(out.Body, cancel, fmt.Sprintf("%s in %s", key, s), s.timeout, s.minRate), info, nil
 }
 
 // Stat implements store.Store.
@@ -199,6 +233,10 @@ func (s *Store) classify(key string, err error) error {
 			return store.ErrNotModified
 		case http.StatusPreconditionFailed, http.StatusConflict:
 			return fmt.Errorf("%s in %s: %w", key, s, store.ErrExists)
+		case http.StatusBadRequest, http.StatusForbidden:
+			// Credentials, permissions or the host clock (RequestTimeTooSkewed):
+			// retrying does not help, a human does.
+			return fault.Usage(fmt.Errorf("%s in %s: %w", key, s, err))
 		}
 	}
 	return fmt.Errorf("%s in %s: %w", key, s, err)
