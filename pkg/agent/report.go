@@ -109,8 +109,8 @@ func (a *Agent) report(ctx context.Context, st *state.State) {
 // Metrics are the agent's Prometheus counters and gauges.
 type Metrics struct {
 	Polls, Converges, Rollbacks, Rejected, HealthFailures, StoreErrors, StoreRetries, Recoveries atomic.Int64
-	LastConvergeMillis                                                             atomic.Int64
-	CurrentSeq, Up                                                                 atomic.Int64
+	LastConvergeMillis                                                                           atomic.Int64
+	CurrentSeq, Up                                                                               atomic.Int64
 }
 
 // NewMetrics returns zeroed metrics.
