@@ -474,7 +474,7 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 	if u := rel.Bundle.Unpacked; u > 0 && (maxBytes <= 0 || u < maxBytes) {
 		maxBytes = u
 	}
-	_, err = extract.Extract(f, tmp, extract.Limits{Files: 2 * lim.Files, Bytes: maxBytes})
+	_, err = extract.Extract(f, tmp, extract.Limits{Files: 2 * lim.Files, Bytes: maxBytes, NonDirs: rel.Bundle.Files})
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("extracting %s: %w", rel.Bundle.Key, err)

@@ -44,6 +44,10 @@ const (
 type Limits struct {
 	Files int
 	Bytes int64
+	// NonDirs, when above zero, caps the entries that are not directories
+	// (files, symlinks, and anything refused anyway): a signed release
+	// states its file count, and an archive holding more stops there.
+	NonDirs int
 }
 
 // Stats says what was written.
@@ -169,6 +173,7 @@ type extractor struct {
 	targets map[string]string // symlink path → target
 	links   []link            // symlinks in archive order, created at the end
 	count   int               // entries plus implicit directories, against lim.Files
+	nonDirs int               // entries other than directories, against lim.NonDirs
 	stats   Stats
 	buf     []byte
 	budget  int // left for resolving symlinks
@@ -285,6 +290,12 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	}
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil // PAX global header: metadata only, nothing to write
+	}
+	if hdr.Typeflag != tar.TypeDir {
+		x.nonDirs++
+		if x.lim.NonDirs > 0 && x.nonDirs > x.lim.NonDirs {
+			return refuse(hdr.Name, "archive has more than %d files and links (the release's signed count)", x.lim.NonDirs)
+		}
 	}
 	name, reason := cleanName(hdr.Name, hdr.Typeflag == tar.TypeDir)
 	if reason != "" {

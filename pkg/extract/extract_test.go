@@ -339,6 +339,7 @@ var attacks = []attack{
 	}), entry: "a/", reason: "clean"},
 	{name: "long-component", input: archive(file(strings.Repeat("a", 256), "x")), entry: strings.Repeat("a", 256), reason: "255"},
 	{name: "too-many-entries", input: archive(file("a", "1"), file("b", "2"), file("c", "3"), file("d", "4")), lim: extract.Limits{Files: 3}, entry: "d", reason: "more than 3 entries"},
+	{name: "more-files-than-signed", input: archive(folder("x/"), folder("x/y/"), file("x/a", "1"), file("x/b", "2"), file("x/c", "3")), lim: extract.Limits{NonDirs: 2}, entry: "x/c", reason: "more than 2 files and links"},
 	{name: "too-many-implied-dirs", input: archive(file("a/b/c/d", "1")), lim: extract.Limits{Files: 3}, entry: "a/b/c/d", reason: "more than 3 entries"},
 	{name: "too-many-bytes", input: archive(file("a", strings.Repeat("x", 60)), file("b", strings.Repeat("y", 60))), lim: extract.Limits{Bytes: 100}, entry: "b", reason: "more than 100 bytes"},
 	{name: "header-size-over-cap", input: archive(file("a", "0123456789")), lim: extract.Limits{Bytes: 5}, entry: "a", reason: "more than 5 bytes"},
