@@ -2,23 +2,39 @@
 GO ?= go
 export COHURON_TEST_BIN ?= $(HOME)/.cache/cohuron-test/bin
 FUZZTIME ?= 5s
+# Where tests and fuzzing record what they proved (see internal/reliability).
+export COHURON_RELIABILITY_OUT ?= $(CURDIR)/.reliability
+# make reliability: the proving-ground tests, and how long each fuzz target runs.
+RELIABILITY_TESTS ?= TestCrashAtEveryPoint|TestFullCrash|TestHostileStore|TestStoreFaults|TestResourceFaults|TestHostClockFarOff|TestThresholdCoSigning|TestKeyRotationNoWindow
+RELIABILITY_FUZZTIME ?= 4m
 
-.PHONY: demo test deps unit fuzz bench verify build clean
+.PHONY: demo test deps unit fuzz report reliability bench verify build clean
 
 demo: ## publish and verify the sample app on a local directory store (no cloud account)
 	./scripts/demo.sh
 
-test: deps unit fuzz ## install what the tests need, then run them all (CI runs this)
+test: deps unit fuzz report ## install what the tests need, then run them all (CI runs this)
 
 deps: ## git, unshare, node/npm, PostgreSQL, Docker engine and docker-compose (Debian); MinIO, cosign (Go); PM2, pnpm (npm): installed once, idempotently
 	./scripts/install-test-deps.sh
 
 unit:
+	rm -rf $(COHURON_RELIABILITY_OUT)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 fuzz: ## every fuzz target, briefly
 	./scripts/fuzz.sh $(FUZZTIME)
+
+report: ## the reliability figures of this run, from what the tests recorded (.reliability/RELIABILITY.md)
+	$(GO) run ./internal/reliability/cmd/report -in $(COHURON_RELIABILITY_OUT) -out $(COHURON_RELIABILITY_OUT)/RELIABILITY.md
+	@grep -E '^- ' $(COHURON_RELIABILITY_OUT)/RELIABILITY.md | head -8
+
+reliability: deps ## the proving-ground tests and a longer fuzz run, then docs/RELIABILITY.md generated from them
+	rm -rf $(COHURON_RELIABILITY_OUT)
+	$(GO) test -count=1 -timeout 60m -run '$(RELIABILITY_TESTS)' ./e2e/ ./pkg/...
+	FUZZPARALLEL=1 ./scripts/fuzz.sh $(RELIABILITY_FUZZTIME)
+	$(GO) run ./internal/reliability/cmd/report -in $(COHURON_RELIABILITY_OUT) -out docs/RELIABILITY.md
 
 bench: deps ## bundle build vs git archive / tar -czf; agent vs a seed-style redeploy; as ratios
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/gitbundle/
@@ -36,4 +52,4 @@ build:
 	mkdir -p bin && $(GO) build -o bin/ ./cmd/...
 
 clean:
-	rm -rf bin .demo
+	rm -rf bin .demo .reliability

@@ -33,6 +33,8 @@ type fullHost struct {
 	store   string
 	// reversible is written into the manifest's schema section.
 	reversible bool
+	// mark is a value in apps/web/.env, for config-only changes.
+	mark string
 }
 
 func newFullHost(t testing.TB) *fullHost {
@@ -146,6 +148,7 @@ spec:
     - path: apps/web/.env
       vars:
         PORT: "%[4]d"
+        CRASH_MARK: "%[8]s"
   install:
     command: [pnpm, install, --frozen-lockfile]
     timeout: 5m
@@ -190,7 +193,7 @@ spec:
         - http: {url: "http://127.0.0.1:%[4]d/"}
           timeout: 3s
           within: 30s
-`, h.ports.cache, h.ports.queue, h.ports.api, h.ports.web, h.project, files, h.reversible)
+`, h.ports.cache, h.ports.queue, h.ports.api, h.ports.web, h.project, files, h.reversible, h.mark)
 	if err := os.WriteFile(filepath.Join(h.dir, "full.yaml"), []byte(m), 0o644); err != nil {
 		h.t.Fatal(err)
 	}
@@ -275,6 +278,14 @@ func (h *fullHost) commit(msg string) {
 func (h *fullHost) publish() string {
 	h.t.Helper()
 	return h.run("publisher", "publish", "--repo", h.app, "--env", "full", "--store", h.store,
+		"--key", filepath.Join(h.dir, "keys/cosign.key"), "--manifest", filepath.Join(h.dir, "full.yaml"))
+}
+
+// publishConfig publishes a config-only release: the current bundle with
+// the manifest as it is now.
+func (h *fullHost) publishConfig() string {
+	h.t.Helper()
+	return h.run("publisher", "publish", "--env", "full", "--store", h.store,
 		"--key", filepath.Join(h.dir, "keys/cosign.key"), "--manifest", filepath.Join(h.dir, "full.yaml"))
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cohuron/deploy/internal/reliability"
 	"github.com/cohuron/deploy/internal/testenv"
 	"github.com/cohuron/deploy/pkg/agent"
 	"github.com/cohuron/deploy/pkg/fault"
@@ -838,4 +839,47 @@ func TestOnceReinstallsMissingCurrentDir(t *testing.T) {
 	if st := f.state(); st.Current == nil || st.Current.Dir != dir1 || len(st.Previous) != 0 {
 		t.Fatalf("state after the reinstall: current %+v, previous %+v", st.Current, st.Previous)
 	}
+}
+
+// TestHostClockFarOff: with the host clock a year ahead, a fresh release
+// looks expired; a day behind, it looks issued in the future. Both fail
+// closed, say the clock may be wrong, and leave the running release
+// alone; once the clock is right the same release applies, without a new
+// publish.
+func TestHostClockFarOff(t *testing.T) {
+	reliability.Record(t, reliability.Case{Area: reliability.AreaResource, Name: "host-clock-far-off",
+		Attack:  "the host clock is a year ahead, then a day behind",
+		Defense: "expiry and issue time fail closed and name the host clock; the verdict is not cached, so the release applies once the clock is right"})
+	f := newFixture(t, 0)
+	f.publish("hello", "ok")
+	f.mustConverge(1)
+	root := f.rootTarget()
+	f.publish("changed", "ok")
+	for _, tt := range []struct {
+		name  string
+		shift time.Duration
+		check string
+		hint  string
+	}{
+		{"a year ahead", 365 * 24 * time.Hour, "expiry", "check the host clock"},
+		{"a day behind", -24 * time.Hour, "issue time", "is the host clock behind?"},
+	} {
+		f.a.Now = func() time.Time { return now.Add(tt.shift) }
+		out, err := f.once()
+		var ve *trust.VerificationError
+		if !errors.As(err, &ve) || ve.Check != tt.check || !strings.Contains(err.Error(), tt.hint) {
+			t.Fatalf("clock %s: Once = %v, %v; want a %s rejection saying %q", tt.name, out, err, tt.check, tt.hint)
+		}
+		if fault.ExitCode(err) != fault.ExitRejected {
+			t.Errorf("clock %s: exit code %d, want %d", tt.name, fault.ExitCode(err), fault.ExitRejected)
+		}
+		if got := f.rootTarget(); got != root || f.state().Current.Seq != 1 {
+			t.Fatalf("clock %s: root %s seq %d, want %s seq 1", tt.name, got, f.state().Current.Seq, root)
+		}
+		if a := f.procs.takeApplied(); len(a) != 0 {
+			t.Fatalf("clock %s: processes touched: %v", tt.name, a)
+		}
+	}
+	f.a.Now = func() time.Time { return now }
+	f.mustConverge(2)
 }

@@ -173,7 +173,11 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		a.Metrics.Rejected.Add(1)
 		if !dryRun {
 			a.record(ctx, st, &state.Attempt{Seq: hint, Started: a.Now(), Result: ResultRejected, Error: err.Error(), Blocked: "verification: " + blockedBy(err)})
-			st.LatestETag = info.ETag // do not re-verify the same bad bytes every poll
+			// Do not re-verify the same bad bytes every poll, unless the
+			// verdict hangs on the host clock, which may be put right.
+			if ve := (*trust.VerificationError)(nil); !errors.As(err, &ve) || !ve.Clock {
+				st.LatestETag = info.ETag
+			}
 			a.save(st)
 		}
 		return nil, &Outcome{Result: ResultRejected, Seq: hint, Blocked: blockedBy(err)}, err

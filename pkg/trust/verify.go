@@ -22,6 +22,10 @@ type VerificationError struct {
 	Expected string
 	Found    string
 	Err      error // underlying cause, if any
+	// Clock: the verdict depends on the host clock (expiry, issue time,
+	// age, a signer's validity window), so it may change when the clock
+	// is put right; callers check the same bytes again later.
+	Clock bool
 }
 
 func (e *VerificationError) Error() string {
@@ -42,6 +46,10 @@ func (e *VerificationError) FaultKind() fault.Kind { return fault.KindRejected }
 
 func reject(check, expected, found string, err error) error {
 	return &VerificationError{Check: check, Expected: expected, Found: found, Err: err}
+}
+
+func clockReject(check, expected, found string, err error) error {
+	return &VerificationError{Check: check, Expected: expected, Found: found, Err: err, Clock: true}
 }
 
 // ErrBelowThreshold is wrapped by a signature rejection when every
@@ -102,7 +110,9 @@ func (p *Policy) verify(what string, sigs [][]byte, now time.Time, check func(tr
 			// Only good signatures, just not enough of them yet.
 			lastErr = ErrBelowThreshold
 		}
-		return signers, reject(what+" signature", fmt.Sprintf("signatures by %d trusted signer(s) of policy %s", p.Spec.Threshold, p.Metadata.Name), found, lastErr)
+		err := reject(what+" signature", fmt.Sprintf("signatures by %d trusted signer(s) of policy %s", p.Spec.Threshold, p.Metadata.Name), found, lastErr)
+		err.(*VerificationError).Clock = len(outside) > 0
+		return signers, err
 	}
 	return signers, nil
 }
@@ -169,15 +179,15 @@ func (p *Policy) CheckRelease(rel *manifest.Release, digest string, exp Expect) 
 		skew = 5 * time.Minute
 	}
 	if rel.IssuedAt.After(exp.Now.Add(skew)) {
-		return reject("issue time", "issuedAt not after the host clock "+exp.Now.UTC().Format(time.RFC3339),
+		return clockReject("issue time", "issuedAt not after the host clock "+exp.Now.UTC().Format(time.RFC3339),
 			rel.IssuedAt.UTC().Format(time.RFC3339)+" (is the host clock behind?)", nil)
 	}
 	if !exp.AllowExpired && !exp.Now.Before(rel.ExpiresAt) {
-		return reject("expiry", "expiresAt after the host clock "+exp.Now.UTC().Format(time.RFC3339),
+		return clockReject("expiry", "expiresAt after the host clock "+exp.Now.UTC().Format(time.RFC3339),
 			rel.ExpiresAt.UTC().Format(time.RFC3339)+" (expired; publish again, or check the host clock)", nil)
 	}
 	if !exp.AllowExpired && s.MaxAge.Duration > 0 && exp.Now.Sub(rel.IssuedAt) > s.MaxAge.Duration {
-		return reject("age", "issued within "+s.MaxAge.String(), "issued "+exp.Now.Sub(rel.IssuedAt).Round(time.Second).String()+" ago", nil)
+		return clockReject("age", "issued within "+s.MaxAge.String(), "issued "+exp.Now.Sub(rel.IssuedAt).Round(time.Second).String()+" ago", nil)
 	}
 	if rel.Seq < exp.Last.Seq {
 		return reject("replay", fmt.Sprintf("seq %d or higher (last applied)", exp.Last.Seq), fmt.Sprintf("seq %d", rel.Seq), nil)
