@@ -170,10 +170,7 @@ func TestResourceFaults(t *testing.T) {
 			logf.Close()
 		}()
 		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if fileExists(filepath.Join(h.dir, "state/daemon.lock")) {
-				break
-			}
+		for !fileExists(filepath.Join(h.dir, "state/daemon.lock")) {
 			if time.Now().After(deadline) {
 				log, _ := os.ReadFile(filepath.Join(h.dir, "first-agent.log"))
 				t.Fatalf("the first agent never took its lock:\n%s", log)

@@ -110,9 +110,8 @@ func (p *Policy) verify(what string, sigs [][]byte, now time.Time, check func(tr
 			// Only good signatures, just not enough of them yet.
 			lastErr = ErrBelowThreshold
 		}
-		err := reject(what+" signature", fmt.Sprintf("signatures by %d trusted signer(s) of policy %s", p.Spec.Threshold, p.Metadata.Name), found, lastErr)
-		err.(*VerificationError).Clock = len(outside) > 0
-		return signers, err
+		return signers, &VerificationError{Check: what + " signature", Expected: fmt.Sprintf("signatures by %d trusted signer(s) of policy %s", p.Spec.Threshold, p.Metadata.Name),
+			Found: found, Err: lastErr, Clock: len(outside) > 0}
 	}
 	return signers, nil
 }

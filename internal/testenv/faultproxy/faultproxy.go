@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -406,7 +407,7 @@ func relay(ctx context.Context, w http.ResponseWriter, body io.Reader, chunk int
 				return fmt.Errorf("flush to client: %w", err)
 			}
 		}
-		if rerr == io.EOF {
+		if errors.Is(rerr, io.EOF) {
 			return nil
 		}
 		if rerr != nil {
