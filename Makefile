@@ -19,7 +19,7 @@ deps: ## git, unshare, node/npm, PostgreSQL, Docker engine and docker-compose (D
 	./scripts/install-test-deps.sh
 
 unit:
-	rm -rf $(COHURON_RELIABILITY_OUT)
+	rm -f $(COHURON_RELIABILITY_OUT)/cases-*.jsonl $(COHURON_RELIABILITY_OUT)/fuzz.jsonl
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 45m ./...
 
@@ -31,7 +31,7 @@ report: ## the reliability figures of this run, from what the tests recorded (.r
 	@grep -E '^- ' $(COHURON_RELIABILITY_OUT)/RELIABILITY.md | head -8
 
 reliability: deps ## the proving-ground tests and a longer fuzz run, then docs/RELIABILITY.md generated from them
-	rm -rf $(COHURON_RELIABILITY_OUT)
+	rm -f $(COHURON_RELIABILITY_OUT)/cases-*.jsonl $(COHURON_RELIABILITY_OUT)/fuzz.jsonl
 	$(GO) test -count=1 -timeout 60m -run '$(RELIABILITY_TESTS)' ./e2e/ ./pkg/...
 	FUZZPARALLEL=1 ./scripts/fuzz.sh $(RELIABILITY_FUZZTIME)
 	$(GO) run ./internal/reliability/cmd/report -in $(COHURON_RELIABILITY_OUT) -out docs/RELIABILITY.md
