@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cohuron/deploy/pkg/clock"
 	"github.com/cohuron/deploy/pkg/proc"
 )
 
@@ -247,7 +248,7 @@ func (c *Client) WaitHealthy(ctx context.Context, project string, services []str
 	defer cancel()
 	sleep := c.Sleep
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = clock.Sleep
 	}
 	var bad []string // nil until Status answered once
 	for {
@@ -302,17 +303,6 @@ func notOK(st map[string]Service, services []string) []string {
 		}
 	}
 	return bad
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // nameRE is a project name that v1 and v2 both use as given (v1 strips

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cohuron/deploy/pkg/clock"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/proc"
@@ -198,7 +199,7 @@ func (c *Checker) WaitHealthy(ctx context.Context, h manifest.HealthCheck, every
 		now = time.Now
 	}
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = clock.Sleep
 	}
 	within := h.Within.Or(defaultWithin)
 	desc := Describe(h)
@@ -349,15 +350,4 @@ func outputSuffix(out []byte) string {
 		return ": " + t
 	}
 	return ""
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

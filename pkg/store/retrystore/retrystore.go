@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/cohuron/deploy/pkg/clock"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/store"
 )
@@ -67,7 +68,7 @@ func New(s store.Store, o Options) *Store {
 		r.max = DefaultMax
 	}
 	if r.sleep == nil {
-		r.sleep = sleep
+		r.sleep = clock.Sleep
 	}
 	if r.jitter == nil {
 		r.jitter = jitter
@@ -265,20 +266,6 @@ func (s *Store) ceiling(n int) time.Duration {
 		d *= 2
 	}
 	return d
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func jitter(d time.Duration) time.Duration {
