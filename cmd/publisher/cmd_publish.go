@@ -103,11 +103,16 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	fmt.Fprintf(c.out, "  manifest %s  sha256 %s\n", res.Key, res.Digest)
 	fmt.Fprintf(c.out, "  bundle   %s  sha256 %s  (%d bytes, %s)\n", res.Bundle.Key, res.Bundle.SHA256, res.Bundle.Size, uploadedWord(res.BundleUploaded, res.ConfigOnly))
 	fmt.Fprintf(c.out, "  source   %s %s@%s\n", res.Source.Repo, res.Source.Branch, short(res.Source.Commit))
+	c.printAwaiting(res, o.store.url, o.trust.policy)
+	return nil
+}
+
+// printAwaiting says who must still sign a release agents do not see yet.
+func (c *CLI) printAwaiting(res *release.Result, storeURL, policy string) {
 	if res.AwaitingSignatures > 0 {
 		fmt.Fprintf(c.out, "  awaiting %d more trusted signer(s): agents do not see it until then; each co-signer runs\n", res.AwaitingSignatures)
-		fmt.Fprintf(c.out, "           publisher sign --store %s --env %s --seq %d --policy %s --key KEYREF\n", o.store.url, o.env, res.Seq, o.trust.policy)
+		fmt.Fprintf(c.out, "           publisher sign --store %s --env %s --seq %d --policy %s --key KEYREF\n", storeURL, res.Env, res.Seq, policy)
 	}
-	return nil
 }
 
 func uploadedWord(uploaded, configOnly bool) string {

@@ -78,8 +78,6 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 		return c.printJSON(res)
 	}
 	fmt.Fprintf(c.out, "published %s seq %d: bundle and spec of seq %d (%s)\n", o.env, res.Seq, o.to, res.Bundle.Key)
-	if res.AwaitingSignatures > 0 {
-		fmt.Fprintf(c.out, "  awaiting %d more trusted signer(s): publisher sign --store %s --env %s --seq %d --policy %s --key KEYREF\n", res.AwaitingSignatures, o.store.url, o.env, res.Seq, o.trust.policy)
-	}
+	c.printAwaiting(res, o.store.url, o.trust.policy)
 	return nil
 }
