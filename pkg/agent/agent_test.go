@@ -883,3 +883,72 @@ func TestHostClockFarOff(t *testing.T) {
 	f.a.Now = func() time.Time { return now }
 	f.mustConverge(2)
 }
+
+// TestAwaitingCoSigners: under a 2-of-2 policy a release with one good
+// signature blocks without being marked bad, is recorded once, is read
+// again at each poll (a co-signature does not change the latest hint),
+// and applies once the second signer co-signs.
+func TestAwaitingCoSigners(t *testing.T) {
+	f := newFixture(t, 0)
+	signer, pub := testKey()
+	pass := signing.StaticPass([]byte("pw"))
+	priv2, pub2, err := signing.GenerateKeyPair(pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := signing.SignerFromPEM(priv2, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indent := func(pem []byte) string { return strings.ReplaceAll(strings.TrimSpace(string(pem)), "\n", "\n        ") }
+	pol, err := trust.Parse("policy.yaml", []byte(`apiVersion: deploy.cohuron.dev/v1
+kind: TrustPolicy
+metadata:
+  name: two
+spec:
+  signers:
+    - name: ci
+      publicKey: |
+        `+indent(pub)+`
+    - name: security
+      publicKey: |
+        `+indent(pub2)+`
+  threshold: 2
+  environments: ["*"]
+  branches: ["*"]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.a.Policy = pol
+	f.pub.Signers = []signing.Signer{signer}
+	// Published without the policy, so latest moves at once: an agent may
+	// meet an incomplete release (a hand-moved hint, an older publisher).
+	res := f.publish("hello", "ok")
+
+	for poll := range 2 {
+		out, err := f.once()
+		if err != nil || out.Result != agent.ResultBlocked || !strings.Contains(out.Blocked, "awaiting co-signers") {
+			t.Fatalf("poll %d: Once = %+v, %v; want blocked awaiting co-signers", poll, out, err)
+		}
+		reqs := strings.Join(f.store.take(), " ")
+		if !strings.Contains(reqs, "GET "+store.ReleaseKey("demo", res.Seq)) {
+			t.Fatalf("poll %d did not read the release again: %s", poll, reqs)
+		}
+		if reported := strings.Contains(reqs, "PUT status/"); reported != (poll == 0) {
+			t.Errorf("poll %d reported status: %v (only the first poll should): %s", poll, reported, reqs)
+		}
+		if _, bad := f.state().IsBad(res.Seq, res.Digest); bad {
+			t.Fatal("an incomplete release was marked bad")
+		}
+	}
+	if st := f.state(); st.Current != nil {
+		t.Fatalf("an incomplete release was applied: %+v", st.Current)
+	}
+
+	co := &release.Publisher{Store: f.pub.Store, Signers: []signing.Signer{second}, Now: f.pub.Now, Log: f.pub.Log}
+	if _, err := co.CoSign(context.Background(), "demo", res.Seq, pol); err != nil {
+		t.Fatal(err)
+	}
+	f.mustConverge(res.Seq)
+}

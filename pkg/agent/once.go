@@ -159,14 +159,12 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 			var ve *trust.VerificationError
 			errors.As(err, &ve)
 			why := "awaiting co-signers: " + ve.Expected + ", found " + ve.Found
-			if !dryRun {
+			if last := st.Last; !dryRun && (last == nil || last.Seq != hint || last.Blocked != why) {
+				// Recorded (and reported) once, not at every poll.
 				a.record(ctx, st, &state.Attempt{Seq: hint, Started: a.Now(), Result: ResultBlocked, Error: err.Error(), Blocked: why})
-				a.save(st)
 			}
-			if st.Current != nil && st.Current.Spec != nil {
-				if d, _, err := a.drift(ctx, st); d != nil || err != nil {
-					return d, nil, err
-				}
+			if d, err := a.keepRunning(ctx, st); d != nil || err != nil {
+				return d, nil, err
 			}
 			return nil, &Outcome{Result: ResultBlocked, Seq: hint, Blocked: why}, nil
 		}
@@ -187,12 +185,8 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 			st.LatestETag = info.ETag
 			a.save(st)
 		}
-		// The latest is not applied, but the running release is still
-		// kept as declared: a stopped service or process is repaired.
-		if st.Current != nil && st.Current.Spec != nil {
-			if d, _, err := a.drift(ctx, st); d != nil || err != nil {
-				return d, nil, err
-			}
+		if d, err := a.keepRunning(ctx, st); d != nil || err != nil {
+			return d, nil, err
 		}
 		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "known-bad: " + bad.Reason}, nil
 	}
@@ -211,6 +205,17 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		st.LatestETag = info.ETag
 	}
 	return &desired{v: v, obs: obs}, nil, nil
+}
+
+// keepRunning repairs the running release while the latest cannot be
+// applied (known bad, awaiting co-signers): a stopped service or process
+// is still brought back. It returns nil when nothing drifted.
+func (a *Agent) keepRunning(ctx context.Context, st *state.State) (*desired, error) {
+	if st.Current == nil || st.Current.Spec == nil {
+		return nil, nil
+	}
+	d, _, err := a.drift(ctx, st)
+	return d, err
 }
 
 // drift plans the running release against the host: it returns what to
