@@ -99,7 +99,6 @@ func TestResourceFaults(t *testing.T) {
 			t.Errorf("the error does not say the disk is full:\n%s", out)
 		}
 		free()
-		os.Remove(filepath.Join(dir, "filler"))
 		if d := before.diff(h.snapshot(t)); len(d) > 0 {
 			t.Errorf("a full disk changed the host:\n  %s", strings.Join(d, "\n  "))
 		}

@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/cohuron/deploy/internal/reliability"
 	"github.com/cohuron/deploy/internal/testenv"
 	"github.com/cohuron/deploy/internal/testenv/faultproxy"
+	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/store"
 	"github.com/cohuron/deploy/pkg/store/s3store"
 )
@@ -174,11 +173,11 @@ func TestStoreFaults(t *testing.T) {
 			attack:  "the latest hint names a release that does not exist (yet)",
 			defense: "a missing release is transient, not a rejection: nothing is marked bad and the hint is read again each poll",
 			before: func(t *testing.T) {
-				seqs, err := listSeqs(f.s3)
-				if err != nil {
-					t.Fatal(err)
+				seqs, err := release.Seqs(context.Background(), f.s3, "demo")
+				if err != nil || len(seqs) == 0 {
+					t.Fatalf("releases in the store: %v, %v", seqs, err)
 				}
-				next := fmt.Sprintf("%d\n", seqs+1)
+				next := fmt.Sprintf("%d\n", seqs[len(seqs)-1]+1)
 				if err := f.s3.Put(context.Background(), store.LatestKey("demo"), strings.NewReader(next), int64(len(next))); err != nil {
 					t.Fatal(err)
 				}
@@ -252,23 +251,4 @@ func sum(m map[faultproxy.Kind]int) int {
 		n += v
 	}
 	return n
-}
-
-// listSeqs returns the highest release seq in the store.
-func listSeqs(st store.Store) (uint64, error) {
-	keys, err := st.List(context.Background(), store.ReleasesPrefix("demo"))
-	if err != nil {
-		return 0, err
-	}
-	var top uint64
-	for _, k := range keys {
-		name := strings.TrimSuffix(filepath.Base(k), ".yaml")
-		if n, err := strconv.ParseUint(name, 10, 64); err == nil && n > top {
-			top = n
-		}
-	}
-	if top == 0 {
-		return 0, errors.New("no release in the store")
-	}
-	return top, nil
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, idempotently, on a fresh
-# Debian machine with Go: git, util-linux (unshare), Node.js and npm, the
+# Debian machine with Go: git, util-linux (unshare), mount, Node.js and npm, the
 # Docker engine and docker-compose, PostgreSQL (Debian); the MinIO server
 # and the cosign CLI (built from the Go module proxy into a cache
 # directory); PM2 and pnpm (npm).
@@ -31,6 +31,8 @@ fi
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# The disk-full tests mount small tmpfs filesystems.
+{ command -v mount >/dev/null && command -v umount >/dev/null; } || need_apt+=(mount)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 { command -v dockerd >/dev/null && command -v docker >/dev/null; } || need_apt+=(docker.io)

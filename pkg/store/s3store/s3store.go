@@ -26,6 +26,10 @@ import (
 // uploaded in parts.
 const PartSize = 8 << 20
 
+// MinRate is the fewest body bytes a download must deliver per Timeout
+// (4 KiB per 30s: about 140 bytes/s).
+const MinRate = 4 << 10
+
 // Options configure the client beyond the standard AWS chain.
 type Options struct {
 	// Endpoint overrides the S3 endpoint (http://127.0.0.1:9000 for MinIO)
@@ -41,9 +45,6 @@ type Options struct {
 	// arriving slower than MinRate bytes per Timeout (a slow drip).
 	// Default 30s.
 	Timeout time.Duration
-	// MinRate is the fewest body bytes a download must deliver per
-	// Timeout (default 4 KiB: 140 bytes/s).
-	MinRate int64
 	// MaxAttempts is the SDK's tries per request (0: the SDK's default of
 	// 3). Callers that wrap the store in retrystore set 1, so that retries
 	// happen, and are logged and counted, in one place.
@@ -56,7 +57,6 @@ type Store struct {
 	client         *s3.Client
 	tm             *transfermanager.Client
 	timeout        time.Duration
-	minRate        int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -77,9 +77,6 @@ func Open(ctx context.Context, bucket, prefix string, o Options) (*Store, error)
 	// lookup there fails when IMDS is off and probes the network elsewhere.
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
-	}
-	if o.MinRate <= 0 {
-		o.MinRate = 4 << 10
 	}
 	var loadOpts []func(*config.LoadOptions) error
 	if o.HTTPClient != nil {
@@ -116,7 +113,7 @@ func Open(ctx context.Context, bucket, prefix string, o Options) (*Store, error)
 		to.MultipartUploadThreshold = PartSize
 		to.Concurrency = 4
 	})
-	return &Store{bucket: bucket, prefix: prefix, client: client, tm: tm, timeout: o.Timeout, minRate: o.MinRate}, nil
+	return &Store{bucket: bucket, prefix: prefix, client: client, tm: tm, timeout: o.Timeout}, nil
 }
 
 func (s *Store) String() string { return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/") }
@@ -148,7 +145,7 @@ func (s *Store) Get(ctx context.Context, key, ifNoneMatch string) (io.ReadCloser
 	if out.LastModified != nil {
 		info.ModTime = *out.LastModified
 	}
-	return watchBody(out.Body, cancel, fmt.Sprintf("%s in %s", key, s), s.timeout, s.minRate), info, nil
+	return watchBody(out.Body, cancel, fmt.Sprintf("%s in %s", key, s), s.timeout, MinRate), info, nil
 }
 
 // Stat implements store.Store.
