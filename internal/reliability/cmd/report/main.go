@@ -48,32 +48,26 @@ func main() {
 
 // area is how the report presents one area of cases.
 type area struct {
-	key      string
-	title    string
-	about    string
-	headline func(s stats) string // one sentence; s.total > 0
+	key   string
+	title string
+	about string
+	// headline is one sentence's format: %[1]s is the cases passed,
+	// %[2]s the cases recorded.
+	headline string
 }
 
 // areas are the known areas, in the order the report presents them.
 var areas = []area{
 	{reliability.AreaCrash, "Crash points", "The agent is killed with SIGKILL at a journal point and must recover on restart.",
-		func(s stats) string {
-			return fmt.Sprintf("Crash points: %s tested, %s passed", num(s.total), num(s.passed))
-		}},
+		"Crash points: %[2]s tested, %[1]s passed"},
 	{reliability.AreaHostile, "Hostile inputs", "A hostile release, signature or bundle must be rejected.",
-		func(s stats) string {
-			return fmt.Sprintf("Hostile inputs: %s rejected of %s", num(s.passed), num(s.total))
-		}},
+		"Hostile inputs: %[1]s rejected of %[2]s"},
 	{reliability.AreaStore, "Store faults", "The store misbehaves; the agent must survive it.",
-		func(s stats) string {
-			return fmt.Sprintf("Store faults survived: %s of %s", num(s.passed), num(s.total))
-		}},
+		"Store faults survived: %[1]s of %[2]s"},
 	{reliability.AreaResource, "Resource faults", "The host misbehaves; the agent must survive it.",
-		func(s stats) string {
-			return fmt.Sprintf("Resource faults survived: %s of %s", num(s.passed), num(s.total))
-		}},
+		"Resource faults survived: %[1]s of %[2]s"},
 	{reliability.AreaTrust, "Trust", "Signature thresholds and key rotation must hold.",
-		func(s stats) string { return fmt.Sprintf("Trust checks held: %s of %s", num(s.passed), num(s.total)) }},
+		"Trust checks held: %[1]s of %[2]s"},
 }
 
 // fuzzResult is one line of fuzz.jsonl, as scripts/fuzz.sh writes it.
@@ -270,9 +264,7 @@ func render(title string, data *inputs) []byte {
 			name = "(no area)"
 		}
 		order = append(order, area{key: key, title: name, about: "Cases recorded under an area the report does not know.",
-			headline: func(s stats) string {
-				return fmt.Sprintf("%s: %s passed of %s", name, num(s.passed), num(s.total))
-			}})
+			headline: strings.ReplaceAll(name, "%", "%%") + ": %[1]s passed of %[2]s"})
 	}
 	statsOf := map[string]stats{}
 	var all stats
@@ -317,7 +309,7 @@ func render(title string, data *inputs) []byte {
 			fmt.Fprintf(&b, "- %s: none recorded.\n", a.title)
 			continue
 		}
-		fmt.Fprintf(&b, "- %s%s.\n", a.headline(s), notPassed(s))
+		fmt.Fprintf(&b, "- %s%s.\n", fmt.Sprintf(a.headline, num(s.passed), num(s.total)), notPassed(s))
 	}
 	if data.fuzzRan {
 		fmt.Fprintf(&b, "- Fuzz: %s, %s executions, %s.\n", plural(len(data.fuzz), "target"), num64(fuzzExecs), plural(fuzzFailed, "failure"))
