@@ -16,15 +16,10 @@ import (
 	"github.com/cohuron/deploy/pkg/trust"
 )
 
-// newKey is a fresh throwaway key pair (unencrypted PEM is not needed:
-// the signer is used in-process).
+// newKey is a fresh throwaway key pair, one per signer a test needs.
 func newKey(t *testing.T) (signing.Signer, []byte) {
 	t.Helper()
-	priv, pub, err := signing.GenerateKeyPair(signing.StaticPass([]byte("pw")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.SignerFromPEM(priv, signing.StaticPass([]byte("pw")))
+	s, pub, err := generateKey()
 	if err != nil {
 		t.Fatal(err)
 	}

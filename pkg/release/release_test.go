@@ -30,16 +30,22 @@ var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 // testKey is one throwaway key pair per test binary: scrypt makes
 // generating and decrypting keys slow under -race.
 var testKey = sync.OnceValues(func() (signing.Signer, []byte) {
-	priv, pub, err := signing.GenerateKeyPair(signing.StaticPass([]byte("pw")))
-	if err != nil {
-		panic(err)
-	}
-	signer, err := signing.SignerFromPEM(priv, signing.StaticPass([]byte("pw")))
+	signer, pub, err := generateKey()
 	if err != nil {
 		panic(err)
 	}
 	return signer, pub
 })
+
+// generateKey makes a throwaway cosign key pair.
+func generateKey() (signing.Signer, []byte, error) {
+	priv, pub, err := signing.GenerateKeyPair(signing.StaticPass([]byte("pw")))
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := signing.SignerFromPEM(priv, signing.StaticPass([]byte("pw")))
+	return signer, pub, err
+}
 
 type fixture struct {
 	st     *dirstore.Store
