@@ -24,13 +24,20 @@ import (
 // (DescribeKey, GetPublicKey, Sign) with a real P-256 key, over TLS as the
 // SDK requires. It records the calls, so the test can see the digest path.
 type fakeKMS struct {
-	key   *ecdsa.PrivateKey
-	calls []string
+	key     *ecdsa.PrivateKey
+	calls   []string
+	regions []string // from each request's SigV4 credential scope
 }
 
 func (f *fakeKMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "TrentService.")
 	f.calls = append(f.calls, op)
+	// Credential=AKID/DATE/REGION/kms/aws4_request
+	if _, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
+		if parts := strings.Split(cred, "/"); len(parts) > 2 {
+			f.regions = append(f.regions, parts[2])
+		}
+	}
 	var in map[string]any
 	json.NewDecoder(r.Body).Decode(&in)
 	meta := map[string]any{
@@ -89,7 +96,28 @@ func TestKMSSigner(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 
-	ref := "awskms://" + strings.TrimPrefix(srv.URL, "https://") + "/alias/cohuron-ci"
+	host := strings.TrimPrefix(srv.URL, "https://")
+	for _, tc := range []struct{ ref, region string }{
+		{"awskms://" + host + "/alias/cohuron-ci", "us-east-1"},
+		// A key ARN (what infra-tf's kms_key_uri output holds) signs in
+		// its own region, whatever AWS_REGION says.
+		{"awskms://" + host + "/arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", "eu-west-1"},
+	} {
+		fake.calls, fake.regions = nil, nil
+		signAndCheck(t, fake, key, tc.ref)
+		for _, r := range fake.regions {
+			if r != tc.region {
+				t.Errorf("%s: request signed for region %s, want %s", tc.ref, r, tc.region)
+			}
+		}
+		if len(fake.regions) == 0 {
+			t.Errorf("%s: no signed request reached KMS", tc.ref)
+		}
+	}
+}
+
+func signAndCheck(t *testing.T, fake *fakeKMS, key *ecdsa.PrivateKey, ref string) {
+	t.Helper()
 	if !signing.IsKMSRef(ref) {
 		t.Fatalf("IsKMSRef(%q) = false", ref)
 	}
@@ -126,5 +154,19 @@ func TestKMSSigner(t *testing.T) {
 	}
 	if !signed {
 		t.Fatalf("no Sign call reached KMS: %v", fake.calls)
+	}
+}
+
+func TestRegion(t *testing.T) {
+	for ref, want := range map[string]string{
+		"awskms:///arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab": "eu-west-1",
+		"awskms://localhost:4566/arn:aws-us-gov:kms:us-gov-west-1:123456789012:alias/x":         "us-gov-west-1",
+		"awskms:///alias/cohuron-ci":                     "",
+		"awskms:///1234abcd-12ab-34cd-56ef-1234567890ab": "",
+		"cosign.key": "",
+	} {
+		if got := kmssign.Region(ref); got != want {
+			t.Errorf("Region(%q) = %q, want %q", ref, got, want)
+		}
 	}
 }
