@@ -39,6 +39,9 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if _, err := c.fromTerraform(ctx, &sf, &env, nil); err != nil {
+		return err
+	}
 	if err := required("env", env, "store", sf.url); err != nil {
 		return err
 	}
@@ -46,28 +49,9 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	keys, err := st.List(ctx, store.StatusPrefix(env))
+	rows, raw, err := c.hostStatuses(ctx, st, env)
 	if err != nil {
 		return err
-	}
-	var rows []hostStatus
-	var raw []json.RawMessage
-	for _, k := range keys {
-		if !strings.HasSuffix(k, ".json") {
-			continue
-		}
-		data, _, err := store.ReadAll(ctx, st, k, 1<<20)
-		if err != nil {
-			return err
-		}
-		var hs hostStatus
-		if err := json.Unmarshal(data, &hs); err != nil {
-			c.log.Warn("unreadable status object", "key", k, "err", err)
-			hs.Host = strings.TrimSuffix(path.Base(k), ".json")
-			hs.Health = "unreadable"
-		}
-		rows = append(rows, hs)
-		raw = append(raw, data)
 	}
 	if asJSON {
 		return c.printJSON(raw)
@@ -93,4 +77,33 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\tseq %d\t%s\t%s\t%s\t%s\n", r.Host, r.CurrentSeq, r.Health, last, result, errText)
 	}
 	return tw.Flush()
+}
+
+// hostStatuses reads every host's status object of env, with the raw
+// bytes for --json. An unreadable object is a row saying so.
+func (c *CLI) hostStatuses(ctx context.Context, st store.Store, env string) ([]hostStatus, []json.RawMessage, error) {
+	keys, err := st.List(ctx, store.StatusPrefix(env))
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []hostStatus
+	var raw []json.RawMessage
+	for _, k := range keys {
+		if !strings.HasSuffix(k, ".json") {
+			continue
+		}
+		data, _, err := store.ReadAll(ctx, st, k, 1<<20)
+		if err != nil {
+			return nil, nil, err
+		}
+		var hs hostStatus
+		if err := json.Unmarshal(data, &hs); err != nil {
+			c.log.Warn("unreadable status object", "key", k, "err", err)
+			hs.Host = strings.TrimSuffix(path.Base(k), ".json")
+			hs.Health = "unreadable"
+		}
+		rows = append(rows, hs)
+		raw = append(raw, data)
+	}
+	return rows, raw, nil
 }

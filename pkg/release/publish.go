@@ -111,26 +111,15 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 		}
 		ix = pix
 		res.ConfigOnly = true
-		res.ReusedSeq = prev.Seq
-		res.Bundle = prev.Bundle
-		res.Source = prev.Source
+		res.ReusedSeq = prev.Release.Seq
+		res.Bundle = prev.Release.Bundle
+		res.Source = prev.Release.Source
 	}
-	inputs, err := ix.Inputs(&req.Env.Spec)
+	rel, err := p.newRelease(req, res.Bundle, res.Source, ix)
 	if err != nil {
-		return nil, fault.Rejected(fmt.Errorf("environment %s: %w", env, err))
+		return nil, err
 	}
-	res.Inputs = inputs
-
-	ttl := req.TTL
-	if ttl <= 0 {
-		ttl = DefaultTTL
-	}
-	now := p.Now().UTC().Truncate(time.Second)
-	rel := &manifest.Release{
-		APIVersion: manifest.APIVersion, Kind: manifest.KindRelease,
-		Env: env, IssuedAt: now, ExpiresAt: now.Add(ttl),
-		Bundle: res.Bundle, Source: res.Source, Inputs: inputs, Spec: req.Env.Spec,
-	}
+	res.Inputs = rel.Inputs
 	if err := p.claim(ctx, rel, req.Policy, res); err != nil {
 		return nil, err
 	}
@@ -143,6 +132,26 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	}
 	p.Log.Info("published release", "env", env, "seq", rel.Seq, "bundle", res.Bundle.Key, "configOnly", res.ConfigOnly)
 	return res, nil
+}
+
+// newRelease is the release manifest of req, without its seq: the
+// inputs of each converge step from the bundle's index and the spec.
+func (p *Publisher) newRelease(req Request, b manifest.BundleRef, src manifest.Source, ix *bundle.Index) (*manifest.Release, error) {
+	env := req.Env.Metadata.Name
+	inputs, err := ix.Inputs(&req.Env.Spec)
+	if err != nil {
+		return nil, fault.Rejected(fmt.Errorf("environment %s: %w", env, err))
+	}
+	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	now := p.Now().UTC().Truncate(time.Second)
+	return &manifest.Release{
+		APIVersion: manifest.APIVersion, Kind: manifest.KindRelease,
+		Env: env, IssuedAt: now, ExpiresAt: now.Add(ttl),
+		Bundle: b, Source: src, Inputs: inputs, Spec: req.Env.Spec,
+	}, nil
 }
 
 // claim writes releases/<env>/<seq>.yaml(.sig) with conditional puts,
@@ -297,7 +306,7 @@ func (p *Publisher) sameBytes(ctx context.Context, key string, info store.Info, 
 
 // reuse finds and verifies the release whose bundle a config-only release
 // keeps, and indexes that bundle.
-func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*manifest.Release, *bundle.Index, error) {
+func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*Verified, *bundle.Index, error) {
 	seq := req.ReuseSeq
 	if seq == 0 {
 		seqs, err := Seqs(ctx, p.Store, env)
@@ -327,7 +336,7 @@ func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*manife
 	if err != nil {
 		return nil, nil, fmt.Errorf("bundle of release %d: %w", seq, err)
 	}
-	return v.Release, ix, nil
+	return v, ix, nil
 }
 
 // signatures signs an object (its sha256 digest, its bytes from open)

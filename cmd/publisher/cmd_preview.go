@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/plan"
+	"github.com/cohuron/deploy/pkg/release"
+)
+
+type previewOptions struct {
+	env, manifest string
+	markdown      bool
+	json          bool
+	store         storeFlags
+	trust         trustFlags
+}
+
+func (o *previewOptions) addFlags(fs flagSet) {
+	fs.StringVar(&o.env, "env", "", "environment")
+	fs.StringVar(&o.manifest, "manifest", "", "the changed environment manifest (default manifests/ENV.yaml)")
+	fs.BoolVar(&o.markdown, "markdown", false, "print Markdown (for a pull request's job summary)")
+	fs.BoolVar(&o.json, "json", false, "print the current and next release, the plan and the hosts as JSON")
+}
+
+// previewResult is what --json prints.
+type previewResult struct {
+	Env           string       `json:"env"`
+	CurrentSeq    uint64       `json:"currentSeq"`
+	NextSeq       uint64       `json:"nextSeq"`
+	ConfigChanged bool         `json:"configChanged"`
+	Changed       []string     `json:"changedInputs"`
+	Plan          plan.Plan    `json:"plan"`
+	Hosts         []hostStatus `json:"hosts"`
+}
+
+// preview prints what publishing a changed environment manifest would do
+// to the hosts, without signing or writing anything: the plan of a host
+// that runs the current release and has not drifted, each step with its
+// reason, and which hosts that is.
+func (c *CLI) preview(ctx context.Context, args []string) error {
+	var o previewOptions
+	fs := c.flags("preview", "--store URL --env ENV (--policy FILE | --key cosign.pub|awskms:///…) [--manifest FILE] [--markdown|--json]")
+	o.addFlags(fs)
+	o.store.add(fs)
+	o.trust.add(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tf, err := c.fromTerraform(ctx, &o.store, &o.env, nil)
+	if err != nil {
+		return err
+	}
+	o.trust.fromTerraform(tf)
+	if err := required("env", o.env, "store", o.store.url); err != nil {
+		return err
+	}
+	if o.manifest == "" {
+		o.manifest = filepath.Join("manifests", o.env+".yaml")
+	}
+	st, err := o.store.open(ctx)
+	if err != nil {
+		return err
+	}
+	pol, err := o.trust.load(ctx, c.password(false))
+	if err != nil {
+		return err
+	}
+	env, err := loadEnvironment(o.manifest, o.env)
+	if err != nil {
+		return err
+	}
+	p := &release.Publisher{Store: st, Now: c.now, Log: c.log}
+	pv, err := p.Preview(ctx, release.Request{Env: env, Policy: pol})
+	if err != nil {
+		return err
+	}
+	cur := pv.Current.Release
+	res := previewResult{
+		Env: o.env, CurrentSeq: cur.Seq, NextSeq: pv.Next.Seq,
+		ConfigChanged: cur.Inputs.Config.Digest != pv.Next.Inputs.Config.Digest,
+		Changed:       changedInputs(&cur.Inputs, &pv.Next.Inputs),
+		Plan:          plan.Preview(plan.Desired{Release: cur, Digest: pv.Current.Digest}, plan.Desired{Release: pv.Next, Digest: pv.NextDigest}),
+	}
+	if res.Hosts, _, err = c.hostStatuses(ctx, st, o.env); err != nil {
+		return err
+	}
+	switch {
+	case o.json:
+		return c.printJSON(res)
+	case o.markdown:
+		writePreviewMarkdown(c.out, o.manifest, pv, res)
+	default:
+		writePreviewText(c.out, o.manifest, pv, res)
+	}
+	return nil
+}
+
+// changedInputs names the converge inputs whose digest differs.
+func changedInputs(a, b *manifest.Inputs) []string {
+	var out []string
+	for _, in := range []struct {
+		name string
+		a, b manifest.Input
+	}{{"dependencies", a.Dependencies, b.Dependencies}, {"compose", a.Compose, b.Compose}, {"schema", a.Schema, b.Schema}, {"config", a.Config, b.Config}, {"code", a.Code, b.Code}} {
+		if in.a.Digest != in.b.Digest {
+			out = append(out, in.name)
+		}
+	}
+	return out
+}
+
+// hostNote says whether the previewed plan is what a host will do.
+func hostNote(h hostStatus, curSeq uint64) string {
+	switch {
+	case h.Health == "unreadable":
+		return "unknown: its status object is unreadable"
+	case h.CurrentSeq != curSeq:
+		return fmt.Sprintf("more: it runs seq %d, not %d, so it also applies what changed since", h.CurrentSeq, curSeq)
+	case h.Blocked != "":
+		return "not yet: blocked (" + h.Blocked + ")"
+	case h.Health == "unhealthy":
+		return "more: it is unhealthy, so it also repairs what drifted"
+	}
+	return "this plan"
+}
+
+func previewSummary(manifestFile string, pv *release.Preview, res previewResult) (intro, verdict string) {
+	cur := pv.Current.Release
+	intro = fmt.Sprintf("Publishing %s makes release %d of %s, a config-only release that keeps the bundle of release %d (%s, commit %s). Release %d was verified (signed by %s).",
+		manifestFile, res.NextSeq, res.Env, cur.Seq, cur.Bundle.Key, short(cur.Source.Commit), cur.Seq, strings.Join(pv.Current.Signers, ", "))
+	switch {
+	case !res.ConfigChanged:
+		verdict = "The manifest does not change the environment: publishing it only renews the release's expiry (the hosts still move to a new release directory and switch)."
+	default:
+		verdict = "Changed inputs: " + strings.Join(res.Changed, ", ") + ". A host that runs release " + fmt.Sprint(cur.Seq) + " and has not drifted would:"
+	}
+	return intro, verdict
+}
+
+func writePreviewText(w io.Writer, manifestFile string, pv *release.Preview, res previewResult) {
+	intro, verdict := previewSummary(manifestFile, pv, res)
+	fmt.Fprintf(w, "%s\n%s\n", intro, verdict)
+	fmt.Fprintf(w, "seq %d -> %d: %d step(s)\n", res.Plan.FromSeq, res.Plan.Seq, len(res.Plan.Steps))
+	for _, s := range res.Plan.Steps {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	for _, s := range res.Plan.Skipped {
+		fmt.Fprintf(w, "  skip %s\n", s)
+	}
+	if len(res.Hosts) == 0 {
+		fmt.Fprintf(w, "no host has reported for %s yet\n", res.Env)
+	}
+	for _, h := range res.Hosts {
+		fmt.Fprintf(w, "host %s: seq %d, %s: %s\n", h.Host, h.CurrentSeq, orDash(h.Health), hostNote(h, res.CurrentSeq))
+	}
+}
+
+func writePreviewMarkdown(w io.Writer, manifestFile string, pv *release.Preview, res previewResult) {
+	intro, verdict := previewSummary(manifestFile, pv, res)
+	fmt.Fprintf(w, "### %s: what this change does to the hosts\n\n%s\n\n%s\n\n", res.Env, intro, verdict)
+	fmt.Fprintf(w, "| step | target | why |\n|---|---|---|\n")
+	for _, s := range res.Plan.Steps {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", s.Kind, mdCell(s.Target), mdCell(s.Reason))
+	}
+	if len(res.Plan.Skipped) > 0 {
+		fmt.Fprintf(w, "\nNot run:\n\n| step | target | why not |\n|---|---|---|\n")
+		for _, s := range res.Plan.Skipped {
+			fmt.Fprintf(w, "| %s | %s | %s |\n", s.Kind, mdCell(s.Target), mdCell(s.Reason))
+		}
+	}
+	fmt.Fprintf(w, "\n#### Hosts\n\n")
+	if len(res.Hosts) == 0 {
+		fmt.Fprintf(w, "No host has reported for %s yet.\n", res.Env)
+		return
+	}
+	fmt.Fprintf(w, "| host | runs | health | does |\n|---|---|---|---|\n")
+	for _, h := range res.Hosts {
+		fmt.Fprintf(w, "| %s | seq %d | %s | %s |\n", mdCell(h.Host), h.CurrentSeq, mdCell(orDash(h.Health)), mdCell(hostNote(h, res.CurrentSeq)))
+	}
+}
+
+// mdCell keeps a value inside its table cell.
+func mdCell(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
