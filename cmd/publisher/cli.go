@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,8 +20,10 @@ import (
 	"github.com/cohuron/deploy/pkg/envvars"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/signing"
+	"github.com/cohuron/deploy/pkg/signing/kmssign"
 	"github.com/cohuron/deploy/pkg/store"
 	"github.com/cohuron/deploy/pkg/store/openstore"
+	"github.com/cohuron/deploy/pkg/tfoutput"
 	"github.com/cohuron/deploy/pkg/trust"
 )
 
@@ -57,6 +60,7 @@ var commands = []command{
 	{"sign", "co-sign a published release for a policy that needs several signers", (*CLI).sign},
 	{"verify", "verify the latest release end to end, as an agent would", (*CLI).verify},
 	{"check", "validate environment manifests and trust policies (for pull requests)", (*CLI).check},
+	{"preview", "what publishing a changed environment manifest would do to the hosts, and why (for pull requests)", (*CLI).preview},
 	{"rollback", "publish a new release that points at the bundle and spec of an older one", (*CLI).rollback},
 	{"status", "one row per host: release, health, last converge, error", (*CLI).status},
 }
@@ -146,15 +150,48 @@ func required(pairs ...string) error {
 
 // storeFlags are shared by commands that talk to a store.
 type storeFlags struct {
-	url        string
-	s3Endpoint string
-	s3Region   string
+	url          string
+	s3Endpoint   string
+	s3Region     string
+	terraformDir string
 }
 
 func (s *storeFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&s.url, "store", "", "store URL: file:///abs/dir or s3://bucket/prefix")
+	fs.StringVar(&s.url, "store", "", "store URL: file:///abs/dir or s3://bucket/prefix (default with --terraform-dir: its store_url output)")
 	fs.StringVar(&s.s3Endpoint, "s3-endpoint", envvars.S3Endpoint.Get(), "S3 endpoint override, path-style (MinIO); default $"+envvars.S3Endpoint.Name)
-	fs.StringVar(&s.s3Region, "s3-region", "", "S3 region when AWS_REGION and the AWS profile set none (default us-east-1)")
+	fs.StringVar(&s.s3Region, "s3-region", "", "S3 region when AWS_REGION and the AWS profile set none (default us-east-1, or with --terraform-dir its region output)")
+	fs.StringVar(&s.terraformDir, "terraform-dir", "", "an applied infra-tf root (initialised, or with local state): `terraform output -json` there fills --store, --s3-region, --env and the KMS --key the flags leave empty")
+}
+
+// terraform fills the store URL, the S3 region and the environment from
+// the outputs of --terraform-dir where the flags left them empty, and
+// returns the outputs (nil without --terraform-dir) for the KMS key. A
+// flag given explicitly wins; an --env that contradicts the root is an
+// error, since the root's store and key belong to its environment.
+func (s *storeFlags) terraform(ctx context.Context, log *slog.Logger, env *string) (*tfoutput.Outputs, error) {
+	if s.terraformDir == "" {
+		return nil, nil
+	}
+	out, err := tfoutput.Read(ctx, s.terraformDir, os.Environ())
+	if err != nil {
+		return nil, fault.Usage(err)
+	}
+	if env != nil {
+		switch {
+		case *env == "":
+			*env = out.Env
+		case *env != out.Env:
+			return nil, fault.Usage(fmt.Errorf("--env %s, but --terraform-dir %s is environment %s (its env output): give the root of %s, or leave out --env", *env, s.terraformDir, out.Env, *env))
+		}
+	}
+	if s.url == "" {
+		s.url = out.StoreURL
+	}
+	if s.s3Region == "" {
+		s.s3Region = out.Region
+	}
+	log.Info("read terraform outputs", "dir", s.terraformDir, "store", s.url, "region", s.s3Region, "env", out.Env, "kmsKey", out.KMSKey)
+	return out, nil
 }
 
 func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
@@ -169,10 +206,10 @@ type trustFlags struct {
 
 func (t *trustFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&t.policy, "policy", "", "trust policy file (policies/ENV.yaml)")
-	fs.StringVar(&t.key, "key", "", "public key file: shorthand for a policy trusting this one key")
+	fs.StringVar(&t.key, "key", "", "key to trust, as a policy trusting this one key would: a public key file, or the public half of a signing key (cosign.key, awskms:///…)")
 }
 
-func (t *trustFlags) load() (*trust.Policy, error) {
+func (t *trustFlags) load(ctx context.Context, pass signing.PassFunc) (*trust.Policy, error) {
 	switch {
 	case t.policy != "" && t.key != "":
 		return nil, fault.Usage(errors.New("give --policy or --key, not both"))
@@ -182,18 +219,42 @@ func (t *trustFlags) load() (*trust.Policy, error) {
 			return nil, fault.Usage(fmt.Errorf("loading trust policy: %w", err))
 		}
 		return p, nil
-	case t.key != "":
+	case t.key == "":
+		return nil, fault.Usage(errors.New("missing --policy FILE or --key cosign.pub"))
+	}
+	pem, err := t.publicKey(ctx, pass)
+	if err != nil {
+		return nil, fault.Usage(err)
+	}
+	p, err := trust.ForKey(pem)
+	if err != nil {
+		return nil, fault.Usage(fmt.Errorf("%s: %w", t.key, err))
+	}
+	return p, nil
+}
+
+// publicKey reads --key: a public key file, or the public half of a
+// signing key — a KMS key (kms:GetPublicKey is all it needs) or a cosign
+// key file — so one KEYREF serves a workflow that publishes and verifies.
+func (t *trustFlags) publicKey(ctx context.Context, pass signing.PassFunc) ([]byte, error) {
+	if !signing.IsKMSRef(t.key) {
 		pem, err := os.ReadFile(t.key)
 		if err != nil {
-			return nil, fault.Usage(fmt.Errorf("reading public key: %w", err))
+			return nil, fmt.Errorf("reading public key: %w", err)
 		}
-		p, err := trust.ForKey(pem)
-		if err != nil {
-			return nil, fault.Usage(fmt.Errorf("%s: %w", t.key, err))
+		if !bytes.Contains(pem, []byte("PRIVATE KEY-----")) {
+			return pem, nil
 		}
-		return p, nil
 	}
-	return nil, fault.Usage(errors.New("missing --policy FILE or --key cosign.pub"))
+	sv, err := kmssign.LoadSigner(ctx, t.key, pass)
+	if err != nil {
+		return nil, err
+	}
+	pem, err := signing.PublicKeyPEM(ctx, sv)
+	if err != nil {
+		return nil, fmt.Errorf("public key of %s: %w", t.key, err)
+	}
+	return pem, nil
 }
 
 // password reads COSIGN_PASSWORD, or prompts on a terminal.

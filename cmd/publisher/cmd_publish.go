@@ -44,6 +44,9 @@ func (c *CLI) publish(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if _, err := c.fromTerraform(ctx, &o.store, &o.env, &o.keys); err != nil {
+		return err
+	}
 	if err := required("env", o.env, "store", o.store.url, "key", o.keys.String()); err != nil {
 		return err
 	}
@@ -68,7 +71,7 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	}
 	req := release.Request{Env: env, TTL: o.ttl}
 	if o.trust.policy != "" {
-		if req.Policy, err = o.trust.load(); err != nil {
+		if req.Policy, err = o.trust.load(ctx, c.password(false)); err != nil {
 			return err
 		}
 	}

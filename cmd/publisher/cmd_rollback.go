@@ -35,6 +35,9 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if _, err := c.fromTerraform(ctx, &o.store, &o.env, &o.keys); err != nil {
+		return err
+	}
 	if err := required("env", o.env, "store", o.store.url, "key", o.keys.String()); err != nil {
 		return err
 	}
@@ -51,7 +54,7 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	}
 	var pol *trust.Policy
 	if o.trust.policy != "" {
-		if pol, err = o.trust.load(); err != nil {
+		if pol, err = o.trust.load(ctx, c.password(false)); err != nil {
 			return err
 		}
 	} else {

@@ -33,13 +33,16 @@ func (c *CLI) sign(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if _, err := c.fromTerraform(ctx, &o.store, &o.env, &o.keys); err != nil {
+		return err
+	}
 	if err := required("env", o.env, "store", o.store.url, "key", o.keys.String(), "policy", o.trust.policy); err != nil {
 		return err
 	}
 	if o.seq == 0 {
 		return fault.Usage(fmt.Errorf("missing required flag(s): --seq"))
 	}
-	pol, err := o.trust.load()
+	pol, err := o.trust.load(ctx, c.password(false))
 	if err != nil {
 		return err
 	}

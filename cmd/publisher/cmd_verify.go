@@ -33,6 +33,11 @@ func (c *CLI) verify(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	tf, err := c.fromTerraform(ctx, &o.store, &o.env, nil)
+	if err != nil {
+		return err
+	}
+	o.trust.fromTerraform(tf)
 	if err := required("env", o.env, "store", o.store.url); err != nil {
 		return err
 	}
@@ -56,7 +61,7 @@ func (c *CLI) runVerify(ctx context.Context, o verifyOptions) error {
 	if err != nil {
 		return err
 	}
-	pol, err := o.trust.load()
+	pol, err := o.trust.load(ctx, c.password(false))
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/signing"
 	"github.com/cohuron/deploy/pkg/signing/kmssign"
+	"github.com/cohuron/deploy/pkg/tfoutput"
 )
 
 // flagSet is the part of *flag.FlagSet the option structs use.
@@ -44,7 +46,37 @@ func (c *CLI) signers(ctx context.Context, refs keyRefs) ([]signing.Signer, erro
 		if err != nil {
 			return nil, fault.Usage(err)
 		}
+		if signing.IsKMSRef(ref) {
+			// Reach the key before anything is built or uploaded, and
+			// name it: the SDK's own error does not.
+			if _, err := signing.PublicKeyPEM(ctx, s); err != nil {
+				return nil, fmt.Errorf("KMS key %s (kms:GetPublicKey; check the AWS credentials and the key policy): %w", ref, err)
+			}
+		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// fromTerraform fills the store, region and environment from
+// --terraform-dir, and the signing keys (when keys is not nil and no --key
+// was given) with the root's KMS key. It returns the outputs, nil without
+// --terraform-dir.
+func (c *CLI) fromTerraform(ctx context.Context, sf *storeFlags, env *string, keys *keyRefs) (*tfoutput.Outputs, error) {
+	out, err := sf.terraform(ctx, c.log, env)
+	if err != nil || out == nil {
+		return nil, err
+	}
+	if keys != nil && len(*keys) == 0 {
+		*keys = keyRefs{out.KMSKey}
+	}
+	return out, nil
+}
+
+// fromTerraform makes the root's KMS key the one trusted key when neither
+// --policy nor --key says otherwise.
+func (t *trustFlags) fromTerraform(out *tfoutput.Outputs) {
+	if out != nil && t.policy == "" && t.key == "" {
+		t.key = out.KMSKey
+	}
 }

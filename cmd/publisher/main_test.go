@@ -33,6 +33,13 @@ func TestInterop(t *testing.T) {
 	testscript.Run(t, params(t, "testdata/interop", env))
 }
 
+// TestTerraform runs the scripts that read an applied infra-tf root
+// through the real terraform binary (--terraform-dir).
+func TestTerraform(t *testing.T) {
+	tf := testenv.Bin(t, "terraform")
+	testscript.Run(t, params(t, "testdata/terraform", []string{"PATH=" + filepath.Dir(tf) + string(filepath.ListSeparator) + os.Getenv("PATH")}))
+}
+
 func params(t *testing.T, dir string, extraEnv []string) testscript.Params {
 	sample, err := filepath.Abs("../../testdata/sampleapp")
 	if err != nil {

@@ -35,6 +35,11 @@ func lookPath(name string, env []string) (string, error) {
 	return "", &notFoundError{name: name, path: path}
 }
 
+// LookPath finds name as Run would: in the PATH of env, never in the
+// current directory. For libraries that start a program themselves
+// (terraform-exec) and need its absolute path.
+func LookPath(name string, env []string) (string, error) { return lookPath(name, env) }
+
 // UserInfo is a resolved user account.
 type UserInfo struct {
 	Uid, Gid uint32
