@@ -202,3 +202,42 @@ func TestKeyRotationNoWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyRotationConfigOnly: during a rotation the releases may all be
+// config-only, keeping a bundle only the old key signed. The new key must
+// sign that bundle too, or hosts that trust only the new key refuse it,
+// and a later publish with the new key alone cannot verify what it keeps.
+// (Found by the operator's guide test.)
+func TestKeyRotationConfigOnly(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	old, _ := newKey(t)
+	next, nextPub := newKey(t)
+	onlyNext := policyOf(t, 1, map[string][]byte{"ci-2027": nextPub}, nil)
+	clock := func() time.Time { return now }
+
+	if _, err := f.publisherWith(clock, old).Publish(ctx, release.Request{Env: f.env, Bundle: f.localBundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.publisherWith(clock, old, next).Publish(ctx, release.Request{Env: f.env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.ConfigOnly {
+		t.Fatal("want a config-only release")
+	}
+	v, err := release.FetchLatestVerified(ctx, f.st, "demo", onlyNext, trust.Expect{Env: "demo", Now: now})
+	if err != nil {
+		t.Fatalf("release signed by both keys, host trusting the new one: %v", err)
+	}
+	if _, err := release.VerifyBundle(ctx, f.st, v.Release, onlyNext, now); err != nil {
+		t.Fatalf("kept bundle, host trusting the new key only: %v", err)
+	}
+	sigs, err := release.ReadSigs(ctx, f.st, v.Release.Bundle.Key)
+	if err != nil || len(sigs) != 2 {
+		t.Fatalf("kept bundle has %d signature lines (%v), want the old key's and the new key's", len(sigs), err)
+	}
+	if _, err := f.publisherWith(clock, next).Publish(ctx, release.Request{Env: f.env}); err != nil {
+		t.Fatalf("config-only publish with the new key alone: %v", err)
+	}
+}

@@ -110,6 +110,9 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 			return nil, err
 		}
 		ix = pix
+		if err := p.signKeptBundle(ctx, prev.Release); err != nil {
+			return nil, err
+		}
 		res.ConfigOnly = true
 		res.ReusedSeq = prev.Release.Seq
 		res.Bundle = prev.Release.Bundle
@@ -337,6 +340,34 @@ func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*Verifi
 		return nil, nil, fmt.Errorf("bundle of release %d: %w", seq, err)
 	}
 	return v, ix, nil
+}
+
+// signKeptBundle adds our signatures to the bundle a config-only release
+// keeps when one of our keys has not signed it: a key being rotated in
+// must sign the bundles such releases keep, or hosts that trust only that
+// key refuse them (and a later publish with that key alone cannot verify
+// the bundle it keeps).
+func (p *Publisher) signKeptBundle(ctx context.Context, rel *manifest.Release) error {
+	digest, err := hex.DecodeString(rel.Bundle.SHA256)
+	if err != nil {
+		return fmt.Errorf("bundle %s: sha256 %q: %w", rel.Bundle.Key, rel.Bundle.SHA256, err)
+	}
+	existing, err := ReadSigs(ctx, p.Store, rel.Bundle.Key)
+	if err != nil {
+		return fmt.Errorf("reading the signatures of %s: %w", rel.Bundle.Key, err)
+	}
+	for _, s := range p.Signers {
+		pub, err := signing.PublicKey(ctx, s)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(existing, func(sig []byte) bool { return signing.VerifyDigest(pub, sig, digest) == nil }) {
+			p.Log.Info("signing the kept bundle with a key that has not signed it", "bundle", rel.Bundle.Key)
+			_, err := p.coSignBundle(ctx, rel)
+			return err
+		}
+	}
+	return nil
 }
 
 // signatures signs an object (its sha256 digest, its bytes from open)
