@@ -1,0 +1,7 @@
+variable "x" {
+  type = string
+}
+
+output "y" {
+  value = var.x +
+}

@@ -1,0 +1,8 @@
+variable "region" {
+  type = string
+}
+
+variable "env" {
+  type    = string
+  default = "prod"
+}

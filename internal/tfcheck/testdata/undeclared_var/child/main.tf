@@ -1,0 +1,7 @@
+variable "name" {
+  type = string
+}
+
+output "out" {
+  value = "${var.name}-${var.size}"
+}

@@ -1,0 +1,6 @@
+module "child" {
+  source = "./child"
+
+  name  = "x"
+  sizes = 2
+}
