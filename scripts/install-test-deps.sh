@@ -3,7 +3,7 @@
 # Debian machine with Go: git, util-linux (unshare), mount, Node.js and npm, the
 # Docker engine and docker-compose, PostgreSQL (Debian); the MinIO server
 # and the cosign CLI (built from the Go module proxy into a cache
-# directory); PM2 and pnpm (npm).
+# directory), and terraform when the machine has none; PM2 and pnpm (npm).
 # Safe to run again: it only builds what is missing or at the wrong version.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # github.com/minio/minio (no 
 COSIGN_VERSION=v2.6.5                              # github.com/sigstore/cosign/v2
 PM2_VERSION=6.0.14                                 # npm: pm2 (the agent's process manager)
 PNPM_VERSION=9.15.9                                # npm: pnpm (the app's package manager)
+TERRAFORM_VERSION=v1.5.7                           # github.com/hashicorp/terraform, only when none is on PATH
 GO_MIN=1.26.5
 
 BIN="${COHURON_TEST_BIN:-$HOME/.cache/cohuron-test/bin}"
@@ -63,6 +64,10 @@ go_tool() {
 if [ "${1:-all}" != pm2 ]; then
   go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
   go_tool minio github.com/minio/minio "$MINIO_VERSION"
+  # Terraform (terraform fmt -check, terraform output -json): the machine's
+  # own when it has one; otherwise the last MPL release, built from the Go
+  # module proxy (later releases carry replace directives go install refuses).
+  command -v terraform >/dev/null || go_tool terraform github.com/hashicorp/terraform "$TERRAFORM_VERSION"
 fi
 
 # PM2 and pnpm from the npm registry, into a cache (not the system's global

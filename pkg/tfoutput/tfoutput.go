@@ -29,7 +29,7 @@ type Outputs struct {
 	StoreURL string // s3://bucket/prefix
 	Region   string
 	Env      string
-	KMSKey   string // awskms:///arn:aws:kms:…
+	KMSKey   string // a KEYREF: awskms:///arn:aws:kms:… from infra-tf (a root of another kind may name a cosign key file)
 }
 
 // Read runs `terraform output -json` in dir (initialised, or holding a
@@ -80,9 +80,6 @@ func parse(dir string, out map[string]tfexec.OutputMeta) (*Outputs, error) {
 	}
 	if !strings.HasPrefix(o.StoreURL, "s3://") && !strings.HasPrefix(o.StoreURL, "file://") {
 		return nil, fmt.Errorf("terraform output %s of %s: expected s3://bucket/prefix, found %q", OutStoreURL, dir, o.StoreURL)
-	}
-	if !strings.HasPrefix(o.KMSKey, "awskms://") {
-		return nil, fmt.Errorf("terraform output %s of %s: expected awskms:///…, found %q", OutKMSKey, dir, o.KMSKey)
 	}
 	return o, nil
 }
