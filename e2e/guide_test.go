@@ -174,9 +174,11 @@ spec:
 `, ws, ws)})
 
 	// infra-tf as an applied root with local state: the outputs the guide
-	// reads (the KMS key is the current cosign key file).
+	// reads (the KMS key is the current cosign key file). terraform_version
+	// is the oldest terraform the tests may run (install-test-deps' fallback):
+	// terraform refuses state written by a newer one.
 	testenv.WriteFiles(t, ops, map[string]string{"infra-tf/terraform.tfstate": fmt.Sprintf(`{
-  "version": 4, "terraform_version": "1.11.4", "serial": 1, "lineage": "guide-test",
+  "version": 4, "terraform_version": "1.5.7", "serial": 1, "lineage": "guide-test",
   "outputs": {
     "env": {"value": "demo", "type": "string"},
     "region": {"value": "eu-west-1", "type": "string"},
