@@ -1,106 +1,15 @@
 # The artifacts bucket: agent binaries (each host's role may read exactly
 # the one its user data installs) and, if wanted, schema dumps. Private,
-# versioned, encrypted, TLS only.
+# versioned, encrypted, TLS only (modules/bucket).
 
 resource "aws_s3_bucket" "this" {
   bucket = var.bucket_name
 }
 
-resource "aws_s3_bucket_ownership_controls" "this" {
-  bucket = aws_s3_bucket.this.id
+module "bucket" {
+  source = "../bucket"
 
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_versioning" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
-}
-
-data "aws_iam_policy_document" "tls_only" {
-  statement {
-    sid     = "DenyInsecureTransport"
-    effect  = "Deny"
-    actions = ["s3:*"]
-    resources = [
-      aws_s3_bucket.this.arn,
-      "${aws_s3_bucket.this.arn}/*",
-    ]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "this" {
-  bucket = aws_s3_bucket.this.id
-  policy = data.aws_iam_policy_document.tls_only.json
-
-  # S3 rejects concurrent changes to a bucket's access settings.
-  depends_on = [aws_s3_bucket_public_access_block.this]
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
-
-  rule {
-    id     = "expire-noncurrent-versions"
-    status = "Enabled"
-
-    filter {}
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_version_days
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = var.abort_multipart_days
-    }
-  }
-
-  rule {
-    id     = "remove-expired-delete-markers"
-    status = "Enabled"
-
-    filter {}
-
-    expiration {
-      expired_object_delete_marker = true
-    }
-  }
-
-  # Lifecycle rules need versioning to be in place first.
-  depends_on = [aws_s3_bucket_versioning.this]
+  bucket                  = aws_s3_bucket.this.id
+  noncurrent_version_days = var.noncurrent_version_days
+  abort_multipart_days    = var.abort_multipart_days
 }
