@@ -2,6 +2,7 @@ package tfcheck
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -160,6 +161,8 @@ func (c *checker) walkBody(m *module, body *hclsyntax.Body) {
 	}
 	for _, b := range body.Blocks {
 		switch {
+		case addressBlocks[b.Type]:
+			continue // resource addresses, not references to outputs or variables
 		case b.Type == "module" && len(b.Labels) == 1:
 			c.checkCall(m, b)
 		case b.Type == "data" && len(b.Labels) == 2 && b.Labels[0] == "aws_iam_policy_document":
@@ -168,6 +171,10 @@ func (c *checker) walkBody(m *module, body *hclsyntax.Body) {
 		c.walkBody(m, b.Body)
 	}
 }
+
+// addressBlocks hold resource addresses (module.NAME.TYPE.NAME), which
+// read like output references but name resources across a refactor.
+var addressBlocks = map[string]bool{"moved": true, "removed": true, "import": true}
 
 // moduleMeta are the arguments of a module block that are not variables.
 var moduleMeta = map[string]bool{"source": true, "version": true, "count": true, "for_each": true, "providers": true, "depends_on": true}
@@ -405,11 +412,4 @@ func staticString(expr hcl.Expression) (string, bool) {
 	return v.AsString(), true
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -52,3 +52,9 @@ locals {
 output "child_out" {
   value = module.child[0].out
 }
+
+# A refactor's moved block names resource addresses, not outputs.
+moved {
+  from = module.child.aws_s3_bucket.old
+  to   = module.child.aws_s3_bucket.this
+}
