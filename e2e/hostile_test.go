@@ -231,19 +231,15 @@ func nulNameTar(t *testing.T) []byte {
 	return b
 }
 
-// manyEntries is a tar.gz of n empty files, written with the fastest
-// compression (about 8 bytes per entry).
-func manyEntries(t *testing.T, n int) []byte {
+// tarGz streams the entries write adds into a tar.gz at level, so a
+// huge archive never exists uncompressed in memory.
+func tarGz(t *testing.T, level int, write func(tw *tar.Writer) error) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, _ := gzip.NewWriterLevel(&buf, level)
 	tw := tar.NewWriter(zw)
-	var name []byte
-	for i := range n {
-		name = strconv.AppendInt(name[:0], int64(i), 36)
-		if err := tw.WriteHeader(&tar.Header{Name: string(name), Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
-			t.Fatal(err)
-		}
+	if err := write(tw); err != nil {
+		t.Fatal(err)
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
@@ -254,6 +250,22 @@ func manyEntries(t *testing.T, n int) []byte {
 	return buf.Bytes()
 }
 
+// manyEntries is a tar.gz of n empty files, small thanks to compression
+// (about 8 bytes per entry).
+func manyEntries(t *testing.T, n int) []byte {
+	return tarGz(t, gzip.BestSpeed, func(tw *tar.Writer) error {
+		var name []byte
+		for i := range n {
+			name = strconv.AppendInt(name[:0], int64(i), 36)
+			if err := tw.WriteHeader(&tar.Header{Name: string(name), Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// tarball is an uncompressed tar of ents.
 func tarball(t *testing.T, ents ...tarEnt) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -288,26 +300,18 @@ func gzipped(t *testing.T, data []byte) []byte {
 
 // zeroBomb is a tar.gz of n files of 1 MiB of zeros.
 func zeroBomb(t *testing.T, n int) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	tw := tar.NewWriter(zw)
-	zeros := make([]byte, 1<<20)
-	for i := range n {
-		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("zero%04d", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 20}); err != nil {
-			t.Fatal(err)
+	return tarGz(t, gzip.BestCompression, func(tw *tar.Writer) error {
+		zeros := make([]byte, 1<<20)
+		for i := range n {
+			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("zero%04d", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 20}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(zeros); err != nil {
+				return err
+			}
 		}
-		if _, err := tw.Write(zeros); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+		return nil
+	})
 }
 
 // hostSnapshot is what a rejected release must leave alone.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -89,7 +90,7 @@ func (r *runner) run(file, job, dir string) (summary string, ok bool) {
 		}
 		name := st.Name
 		if name == "" {
-			name = "step " + string(rune('1'+i))
+			name = fmt.Sprintf("step %d", i+1)
 		}
 		if strings.Contains(st.Run, "${{") {
 			t.Errorf("%s: step %q expands ${{ }} inside run: pass it through env (script injection)", file, name)

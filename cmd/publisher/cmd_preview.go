@@ -51,11 +51,9 @@ func (c *CLI) preview(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	tf, err := c.fromTerraform(ctx, &o.store, &o.env, nil)
-	if err != nil {
+	if err := c.fromTerraform(ctx, &o.store, &o.env, nil, &o.trust); err != nil {
 		return err
 	}
-	o.trust.fromTerraform(tf)
 	if err := required("env", o.env, "store", o.store.url); err != nil {
 		return err
 	}

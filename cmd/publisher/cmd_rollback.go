@@ -35,7 +35,7 @@ func (c *CLI) rollback(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := c.fromTerraform(ctx, &o.store, &o.env, &o.keys); err != nil {
+	if err := c.fromTerraform(ctx, &o.store, &o.env, &o.keys, nil); err != nil {
 		return err
 	}
 	if err := required("env", o.env, "store", o.store.url, "key", o.keys.String()); err != nil {

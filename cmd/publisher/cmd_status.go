@@ -39,7 +39,7 @@ func (c *CLI) status(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := c.fromTerraform(ctx, &sf, &env, nil); err != nil {
+	if err := c.fromTerraform(ctx, &sf, &env, nil, nil); err != nil {
 		return err
 	}
 	if err := required("env", env, "store", sf.url); err != nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/signing"
 	"github.com/cohuron/deploy/pkg/signing/kmssign"
-	"github.com/cohuron/deploy/pkg/tfoutput"
 )
 
 // flagSet is the part of *flag.FlagSet the option structs use.
@@ -59,24 +58,19 @@ func (c *CLI) signers(ctx context.Context, refs keyRefs) ([]signing.Signer, erro
 }
 
 // fromTerraform fills the store, region and environment from
-// --terraform-dir, and the signing keys (when keys is not nil and no --key
-// was given) with the root's KMS key. It returns the outputs, nil without
-// --terraform-dir.
-func (c *CLI) fromTerraform(ctx context.Context, sf *storeFlags, env *string, keys *keyRefs) (*tfoutput.Outputs, error) {
+// --terraform-dir, and the root's KMS key where no key was given: as the
+// signing key (keys, when not nil) or as the one trusted key (trust, when
+// not nil and neither --policy nor --key is set).
+func (c *CLI) fromTerraform(ctx context.Context, sf *storeFlags, env *string, keys *keyRefs, trust *trustFlags) error {
 	out, err := sf.terraform(ctx, c.log, env)
 	if err != nil || out == nil {
-		return nil, err
+		return err
 	}
 	if keys != nil && len(*keys) == 0 {
 		*keys = keyRefs{out.KMSKey}
 	}
-	return out, nil
-}
-
-// fromTerraform makes the root's KMS key the one trusted key when neither
-// --policy nor --key says otherwise.
-func (t *trustFlags) fromTerraform(out *tfoutput.Outputs) {
-	if out != nil && t.policy == "" && t.key == "" {
-		t.key = out.KMSKey
+	if trust != nil && trust.policy == "" && trust.key == "" {
+		trust.key = out.KMSKey
 	}
+	return nil
 }
