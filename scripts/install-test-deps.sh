@@ -107,4 +107,4 @@ npm_tool() {
 npm_tool pm2 "$PM2_VERSION"
 npm_tool pnpm "$PNPM_VERSION"
 
-say "ready in $BIN: pm2 $PM2_VERSION, pnpm $PNPM_VERSION, node $(node --version)$([ "${1:-all}" = pm2 ] || echo ", cosign $COSIGN_VERSION, minio $MINIO_VERSION")"
+say "ready in $BIN: pm2 $PM2_VERSION, pnpm $PNPM_VERSION, node $(node --version)$([ "${1:-all}" = pm2 ] || echo ", cosign $COSIGN_VERSION, minio $MINIO_VERSION, $(PATH="$BIN:$PATH" terraform version 2>/dev/null | head -1)")"
