@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bmatcuk/doublestar/v4"
+
 	"github.com/cohuron/deploy/pkg/manifest"
 )
 
@@ -117,15 +119,77 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 	}
 	in.Config = manifest.Input{Digest: manifest.Digest(spec), Files: envs}
 
+	in.Hooks = map[string]manifest.Input{}
+	for _, h := range spec.Build {
+		files, envFiles := ix.match(h.Inputs, spec, envs)
+		in.Hooks[h.Name] = input(struct {
+			Hook     manifest.Hook
+			Files    map[string]string
+			Deps     string
+			EnvFiles map[string]string
+		}{h, files, in.Dependencies.Digest, envFiles}, files)
+	}
+	in.Processes = map[string]manifest.Input{}
 	for _, p := range spec.Processes {
 		if p.Cwd != "" && !ix.HasDir(p.Cwd) {
 			missing = append(missing, fmt.Sprintf("directory %s (cwd of process %s)", p.Cwd, p.Name))
 		}
+		files, _ := ix.match(p.Inputs, spec, envs)
+		in.Processes[p.Name] = input(struct {
+			Process manifest.Process
+			Files   map[string]string
+			Deps    string
+			EnvFile string
+		}{p, files, in.Dependencies.Digest, envs[p.EnvFile]}, files)
 	}
 	if len(missing) > 0 {
 		return in, fmt.Errorf("the manifest names what the bundle does not contain: %s", strings.Join(missing, "; "))
 	}
 	return in, nil
+}
+
+// match returns the digests (mode and content) of the entries that
+// globs match (every entry when globs is empty), and of the env files of
+// spec they match (all of them when globs is empty).
+func (ix *Index) match(globs []string, spec *manifest.Spec, envs map[string]string) (files, envFiles map[string]string) {
+	matches := func(p string) bool {
+		if len(globs) == 0 {
+			return true
+		}
+		for _, g := range globs {
+			if ok, _ := doublestar.Match(g, p); ok {
+				return true
+			}
+		}
+		return false
+	}
+	files = map[string]string{}
+	for _, e := range ix.Entries {
+		if matches(e.Path) {
+			files[e.Path] = fmt.Sprintf("%o:%s", e.Mode, e.SHA256)
+		}
+	}
+	envFiles = map[string]string{}
+	for _, f := range spec.EnvFiles {
+		if matches(f.Path) {
+			envFiles[f.Path] = envs[f.Path]
+		}
+	}
+	return files, envFiles
+}
+
+// input is the Input of a hook or process: the digest of what it depends
+// on, and a short digest per matched file unless there are too many.
+func input(v any, files map[string]string) manifest.Input {
+	in := manifest.Input{Digest: manifest.Digest(v)}
+	if len(files) <= manifest.MaxInputFiles {
+		in.Files = make(map[string]string, len(files))
+		for p, d := range files {
+			sum := sha256.Sum256([]byte(d))
+			in.Files[p] = hex.EncodeToString(sum[:8])
+		}
+	}
+	return in
 }
 
 // IsCleanPath reports whether p is a clean relative path inside a bundle.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -654,5 +655,28 @@ func TestSpecJSONRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, env.Spec) {
 		t.Fatalf("spec changed through JSON:\n%+v\n%+v", back, env.Spec)
+	}
+}
+
+func TestNodeScript(t *testing.T) {
+	for _, tc := range []struct {
+		cmd      []string
+		nodeArgs []string
+		script   string
+		args     []string
+		ok       bool
+	}{
+		{[]string{"node", "server.js", "--x"}, []string{}, "server.js", []string{"--x"}, true},
+		{[]string{"node", "--import", "tsx", "src/server.ts"}, []string{"--import", "tsx"}, "src/server.ts", []string{}, true},
+		{[]string{"node", "--max-old-space-size=512", "-r", "dotenv/config", "a.js", "b"}, []string{"--max-old-space-size=512", "-r", "dotenv/config"}, "a.js", []string{"b"}, true},
+		{[]string{"node", "--enable-source-maps", "--", "--odd-name.js"}, []string{"--enable-source-maps"}, "--odd-name.js", []string{}, true},
+		{[]string{"node", "--import", "tsx"}, nil, "", nil, false},
+		{[]string{"node"}, nil, "", nil, false},
+		{[]string{"pnpm", "start"}, nil, "", nil, false},
+	} {
+		nodeArgs, script, args, ok := manifest.NodeScript(tc.cmd)
+		if ok != tc.ok || script != tc.script || (ok && (!slices.Equal(nodeArgs, tc.nodeArgs) || !slices.Equal(args, tc.args))) {
+			t.Errorf("NodeScript(%q) = %q, %q, %q, %v; want %q, %q, %q, %v", tc.cmd, nodeArgs, script, args, ok, tc.nodeArgs, tc.script, tc.args, tc.ok)
+		}
 	}
 }

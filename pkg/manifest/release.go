@@ -19,7 +19,30 @@ type Release struct {
 	Bundle     BundleRef `yaml:"bundle" json:"bundle"`
 	Source     Source    `yaml:"source" json:"source"`
 	Inputs     Inputs    `yaml:"inputs" json:"inputs"`
-	Spec       Spec      `yaml:"spec" json:"spec"`
+	// Artifacts are the outputs of the publish-time build hooks, one
+	// signed archive each.
+	Artifacts []Artifact `yaml:"artifacts,omitempty" json:"artifacts,omitempty"`
+	Spec      Spec       `yaml:"spec" json:"spec"`
+}
+
+// Artifact is the signed archive of a publish-time hook's outputs, built
+// from the hook's inputs (Inputs.Hooks[Hook]): paths in it are relative to
+// the release root and lie under the hook's outputs.
+type Artifact struct {
+	Hook string `yaml:"hook" json:"hook"`
+	// Inputs is the digest of what it was built from (Inputs.Hooks[Hook].Digest).
+	Inputs    string `yaml:"inputs" json:"inputs"`
+	BundleRef `yaml:",inline"`
+}
+
+// Artifact returns the artifact of hook name, if the release has one.
+func (r *Release) Artifact(name string) (Artifact, bool) {
+	for _, a := range r.Artifacts {
+		if a.Hook == name {
+			return a, true
+		}
+	}
+	return Artifact{}, false
 }
 
 // BundleRef points at the bundle in the store and pins its bytes.
@@ -55,7 +78,19 @@ type Inputs struct {
 	Config Input `yaml:"config" json:"config"`
 	// Code: every file in the bundle (path, mode and content).
 	Code Input `yaml:"code" json:"code"`
+	// Hooks: per build hook, what it builds from: the files its inputs
+	// match, the dependency files, the env files it reads and its own
+	// definition. Files holds a short digest per matched file (omitted
+	// past MaxInputFiles), so a plan can name what changed.
+	Hooks map[string]Input `yaml:"hooks,omitempty" json:"hooks,omitempty"`
+	// Processes: per process, what it runs from, likewise.
+	Processes map[string]Input `yaml:"processes,omitempty" json:"processes,omitempty"`
 }
+
+// MaxInputFiles bounds the per-file digests a hook's or a process's input
+// lists, so a glob matching a whole large repository does not bloat the
+// signed manifest; the digest still covers every file.
+const MaxInputFiles = 1000
 
 // Input is one step's digest, with per-file digests where a plan wants to
 // name the file that changed.

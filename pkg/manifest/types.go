@@ -77,12 +77,30 @@ type Hook struct {
 	Command []string `yaml:"command" json:"command"`
 	Cwd     string   `yaml:"cwd,omitempty" json:"cwd,omitempty"`
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
-	// Outputs are what the hook builds (e.g. apps/api/dist), relative to the
-	// release root. When neither code nor dependencies changed, the agent
-	// carries them over from the running release instead of running the
-	// hook; a hook without outputs runs on every release.
+	// Outputs are what the hook builds (e.g. apps/web/dist), relative to the
+	// release root. When what the hook builds from did not change, the
+	// agent carries them over from the running release instead of running
+	// the hook; a hook without outputs runs on every release.
 	Outputs []string `yaml:"outputs,omitempty" json:"outputs,omitempty"`
+	// Inputs are globs of the bundle files the hook builds from, relative
+	// to the release root ("**" matches any number of directories, e.g.
+	// apps/web/**). The lockfile, the workspace file, every package.json
+	// and the env files the globs match are implied. Empty: every file.
+	Inputs []string `yaml:"inputs,omitempty" json:"inputs,omitempty"`
+	// At says where the hook runs: on each host (host, the default), or
+	// once by `publisher publish` (publish), which ships the outputs as a
+	// signed artifact beside the bundle that hosts only extract.
+	At string `yaml:"at,omitempty" json:"at,omitempty" jsonschema:"enum=host,enum=publish"`
 }
+
+// Hook locations (Hook.At).
+const (
+	AtHost    = "host"
+	AtPublish = "publish"
+)
+
+// AtPublish reports whether the publisher runs the hook.
+func (h *Hook) AtPublish() bool { return h.At == AtPublish }
 
 // Compose is the Docker Compose project of the environment.
 type Compose struct {
@@ -130,6 +148,11 @@ type Process struct {
 	// Mode is fork (default) or cluster (PM2 reload without dropping requests).
 	Mode      string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=fork,enum=cluster"`
 	Instances int    `yaml:"instances,omitempty" json:"instances,omitempty"`
+	// Inputs are globs of the bundle files the process runs from (as for
+	// build hooks; the dependency files are implied). The process is
+	// restarted only when they, its env file or its definition changed, or
+	// a build hook with outputs under its cwd ran. Empty: every file.
+	Inputs []string `yaml:"inputs,omitempty" json:"inputs,omitempty"`
 	// Health checks; every process needs at least one.
 	Health []HealthCheck `yaml:"health" json:"health"`
 }
@@ -165,4 +188,39 @@ type TCPCheck struct {
 // ExecCheck passes when Command exits 0.
 type ExecCheck struct {
 	Command []string `yaml:"command" json:"command"`
+}
+
+// nodeValueFlags are node options that take their value as the next
+// argument (`--import tsx`); any other option must be one word
+// (`--max-old-space-size=512`).
+var nodeValueFlags = map[string]bool{
+	"-r": true, "--require": true, "--import": true, "--loader": true, "--experimental-loader": true,
+	"-C": true, "--conditions": true, "--env-file": true, "--title": true, "--input-type": true,
+}
+
+// NodeScript splits a process command [node, options…, script, args…]
+// into node's own options, the script and its arguments. ok is false
+// when the command does not start with node or names no script.
+func NodeScript(command []string) (nodeArgs []string, script string, args []string, ok bool) {
+	if len(command) < 2 || command[0] != "node" {
+		return nil, "", nil, false
+	}
+	rest := command[1:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		switch {
+		case a == "--":
+			if i+1 < len(rest) {
+				return rest[:i], rest[i+1], rest[i+2:], true
+			}
+			return nil, "", nil, false
+		case len(a) > 1 && a[0] == '-':
+			if nodeValueFlags[a] {
+				i++ // the option's value
+			}
+		default:
+			return rest[:i], a, rest[i+1:], true
+		}
+	}
+	return nil, "", nil, false
 }

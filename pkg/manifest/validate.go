@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bmatcuk/doublestar/v4"
+
 	"github.com/cohuron/deploy/pkg/strictyaml"
 )
 
@@ -83,6 +85,48 @@ func (r *Release) Validate() []strictyaml.Problem {
 			ps = append(ps, problem("inputs."+name+".digest", "expected sha256:<64 hex>, found %q", in.Digest))
 		}
 	}
+	for _, m := range []struct {
+		name string
+		in   map[string]Input
+	}{{"hooks", r.Inputs.Hooks}, {"processes", r.Inputs.Processes}} {
+		for _, k := range slices.Sorted(maps.Keys(m.in)) {
+			if !digestRE.MatchString(m.in[k].Digest) {
+				ps = append(ps, problem("inputs."+m.name+"."+k+".digest", "expected sha256:<64 hex>, found %q", m.in[k].Digest))
+			}
+		}
+	}
+	hooks := map[string]*Hook{}
+	for i := range r.Spec.Build {
+		hooks[r.Spec.Build[i].Name] = &r.Spec.Build[i]
+	}
+	seen := map[string]bool{}
+	for i, a := range r.Artifacts {
+		p := fmt.Sprintf("artifacts[%d]", i)
+		h := hooks[a.Hook]
+		switch {
+		case h == nil || !h.AtPublish():
+			ps = append(ps, problem(p+".hook", "expected a build hook that runs at publish time, found %q", a.Hook))
+		case seen[a.Hook]:
+			ps = append(ps, problem(p+".hook", "hook %q has two artifacts", a.Hook))
+		case a.Inputs != r.Inputs.Hooks[a.Hook].Digest:
+			ps = append(ps, problem(p+".inputs", "expected the hook's input digest %q, found %q", r.Inputs.Hooks[a.Hook].Digest, a.Inputs))
+		}
+		seen[a.Hook] = true
+		if !bundleKey.MatchString(a.Key) {
+			ps = append(ps, problem(p+".key", "expected bundles/<name>.tar.gz, found %q", a.Key))
+		}
+		if !hexSHA256.MatchString(a.SHA256) {
+			ps = append(ps, problem(p+".sha256", "expected 64 lowercase hex digits, found %q", a.SHA256))
+		}
+		if a.Size <= 0 || a.Files <= 0 || a.Unpacked < 0 {
+			ps = append(ps, problem(p, "size and files must be positive, found size %d, files %d", a.Size, a.Files))
+		}
+	}
+	for _, h := range r.Spec.Build {
+		if h.AtPublish() && !seen[h.Name] {
+			ps = append(ps, problem("artifacts", "build hook %q runs at publish time but the release has no artifact for it", h.Name))
+		}
+	}
 	return append(ps, r.Spec.validate("spec")...)
 }
 
@@ -139,6 +183,16 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 			if err := relPath(o); err != "" {
 				add(fmt.Sprintf("%s.outputs[%d]", p, j), "%s", err)
 			}
+		}
+		ps = append(ps, checkGlobs(at+"."+p+".inputs", h.Inputs)...)
+		switch h.At {
+		case "", AtHost:
+		case AtPublish:
+			if len(h.Outputs) == 0 {
+				add(p+".outputs", "a hook that runs at publish time ships its outputs to the hosts: declare them")
+			}
+		default:
+			add(p+".at", "expected host or publish, found %q", h.At)
 		}
 	}
 	if (s.Install != nil || len(s.Build) > 0) && s.User == "" {
@@ -218,6 +272,7 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 		}
 		procs[pr.Name] = true
 		ps = append(ps, checkCommand(at+"."+p, pr.Command, pr.Cwd, Duration{})...)
+		ps = append(ps, checkGlobs(at+"."+p+".inputs", pr.Inputs)...)
 		if pr.EnvFile != "" && !envFiles[pr.EnvFile] {
 			add(p+".envFile", "%q is not declared in envFiles", pr.EnvFile)
 		}
@@ -294,6 +349,20 @@ func checkCommand(at string, argv []string, cwd string, timeout Duration) []stri
 		}
 	}
 	return append(ps, checkTimeout(at+".timeout", timeout)...)
+}
+
+// checkGlobs checks input globs: clean relative patterns with valid syntax.
+func checkGlobs(at string, globs []string) []strictyaml.Problem {
+	var ps []strictyaml.Problem
+	for i, g := range globs {
+		p := fmt.Sprintf("%s[%d]", at, i)
+		if err := relPath(g); err != "" {
+			ps = append(ps, problem(p, "%s", err))
+		} else if !doublestar.ValidatePattern(g) {
+			ps = append(ps, problem(p, "invalid glob %q (use * within a name, ** for any directories, {a,b} for either)", g))
+		}
+	}
+	return ps
 }
 
 func checkTimeout(at string, d Duration) []strictyaml.Problem {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bmatcuk/doublestar/v4"
+
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/state"
 )
@@ -84,6 +86,15 @@ type SchemaPending struct {
 type Process struct {
 	Running  bool
 	Restarts int
+	// Dir is the release directory the process runs from ("" when unknown).
+	Dir string
+}
+
+// SecretChange is a variable whose resolved value changed while its
+// reference stayed the same (a rotated secret).
+type SecretChange struct {
+	Var string // variable name
+	Ref string // the reference, kind:name
 }
 
 // Observed is the host as it really is, not as the state says.
@@ -109,6 +120,12 @@ type Observed struct {
 	// Schema is what the database lacks; nil when it was not checked
 	// because the schema inputs did not change.
 	Schema *SchemaPending
+	// Secrets lists, per env file, the variables whose resolved value
+	// differs from what the running release was given.
+	Secrets map[string][]SecretChange
+	// Unobserved says what could not be looked at (a Docker daemon that
+	// does not answer, say), so the plan assumes nothing about it.
+	Unobserved []string
 }
 
 // Desired is the release the host should run.
@@ -122,9 +139,12 @@ type Plan struct {
 	Seq     uint64 `json:"seq"`
 	FromSeq uint64 `json:"fromSeq"`
 	Steps   []Step `json:"steps"`
-	// Skipped are steps that do not run, with why (install, build,
-	// compose and schema only): what the old deploy script redid each time.
+	// Skipped are steps that do not run, with why: what the old deploy
+	// script redid each time.
 	Skipped []Step `json:"skipped,omitempty"`
+	// Unobserved says what the plan could not look at on the host, so it
+	// decided from the release's inputs alone.
+	Unobserved []string `json:"unobserved,omitempty"`
 }
 
 // UpToDate reports whether there is nothing to do.
@@ -143,7 +163,7 @@ func (p *Plan) Has(k Kind, target string) bool {
 // Make computes the plan.
 func Make(d Desired, cur *state.Release, obs Observed) Plan {
 	rel := d.Release
-	p := Plan{Seq: rel.Seq}
+	p := Plan{Seq: rel.Seq, Unobserved: obs.Unobserved}
 	add := func(k Kind, target, format string, args ...any) {
 		p.Steps = append(p.Steps, Step{Kind: k, Target: target, Reason: fmt.Sprintf(format, args...)})
 	}
@@ -195,6 +215,15 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 				add(Build, h.Name, "%s", reinstall)
 			}
 		}
+		rotated := map[string]string{}
+		if reinstall == "" {
+			for _, f := range rel.Spec.EnvFiles {
+				if sc := obs.Secrets[f.Path]; len(sc) > 0 {
+					rotated[f.Path] = secretsChange(f.Path, sc)
+					add(EnvFiles, f.Path, "%s: rewritten in place", rotated[f.Path])
+				}
+			}
+		}
 		if reinstall == "" && obs.RootTarget != cur.Dir {
 			found := obs.RootTarget
 			if obs.RootIsPlainDir {
@@ -212,6 +241,8 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 				add(Restart, pr.Name, "release directory was reinstalled")
 			case repairDeps != "":
 				add(Restart, pr.Name, "node_modules was installed again")
+			case rotated[pr.EnvFile] != "":
+				add(Restart, pr.Name, "%s", rotated[pr.EnvFile])
 			case !o.Running:
 				add(Restart, pr.Name, "process %s not running", pr.Name)
 			default:
@@ -246,11 +277,17 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 		envChanged[f.Path] = why
 		add(EnvFiles, f.Path, "%s", why)
 	}
+	for _, f := range rel.Spec.EnvFiles {
+		if sc := obs.Secrets[f.Path]; len(sc) > 0 && envChanged[f.Path] == "" {
+			envChanged[f.Path] = secretsChange(f.Path, sc)
+			add(EnvFiles, f.Path, "%s", envChanged[f.Path])
+		}
+	}
 	if len(rel.Spec.EnvFiles) > 0 && len(envChanged) == 0 {
 		add(EnvFiles, "", "env files unchanged: rewritten into the new release directory")
 	}
 	installing := dependencies(add, skip, rel, cur, obs)
-	hooks(add, skip, rel, cur, codeChanged, installing)
+	built := hooks(add, skip, rel, cur, codeChanged, installing)
 	services(add, skip, rel, cur, obs)
 	schema(add, skip, rel, cur, obs)
 	add(Switch, "", "seq %d -> %d", cur.Seq, rel.Seq)
@@ -265,19 +302,41 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 		old, existed := oldProcs[pr.Name]
 		delete(oldProcs, pr.Name)
 		o := obs.Processes[pr.Name]
+		newIn, haveNew := rel.Inputs.Processes[pr.Name]
+		oldIn, haveOld := cur.Inputs.Processes[pr.Name]
 		var why string
 		switch {
 		case !existed:
 			why = "new process"
-		case codeChanged:
-			why = "code digest changed"
 		case !o.Running:
 			why = fmt.Sprintf("process %s not running", pr.Name)
+		case installing:
+			why = "dependencies changed"
+		case haveNew && haveOld && newIn.Digest != oldIn.Digest:
+			why = "inputs changed: " + inputsChange(cur, rel, oldIn, newIn, !reflect.DeepEqual(old, pr), pr.Inputs)
+			if e := envChanged[pr.EnvFile]; e != "" {
+				why = e
+			}
+		case haveNew && haveOld:
+		case codeChanged:
+			why = "code digest changed"
 		case envChanged[pr.EnvFile] != "":
 			why = envChanged[pr.EnvFile]
 		case !reflect.DeepEqual(old, pr):
 			why = "process definition changed: " + procDiff(old, pr)
-		default:
+		}
+		if why == "" {
+			why = builtUnder(rel, built, pr.Cwd)
+		}
+		if why == "" && len(obs.Secrets[pr.EnvFile]) > 0 {
+			why = secretsChange(pr.EnvFile, obs.Secrets[pr.EnvFile])
+		}
+		if why == "" {
+			from := ""
+			if o.Dir != "" {
+				from = " from " + o.Dir
+			}
+			skip(Restart, pr.Name, "inputs unchanged: keeps running%s", from)
 			continue
 		}
 		add(Restart, pr.Name, "%s", why)
@@ -287,6 +346,32 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 		add(Stop, name, "process %s is no longer declared", name)
 	}
 	return sorted(p)
+}
+
+// builtUnder names a build hook that ran with outputs under dir, whose
+// process must restart to serve them, or "".
+func builtUnder(rel *manifest.Release, built map[string]bool, dir string) string {
+	for _, h := range rel.Spec.Build {
+		if !built[h.Name] {
+			continue
+		}
+		for _, o := range h.Outputs {
+			if under(o, dir) {
+				return fmt.Sprintf("build hook %s ran: %s is new", h.Name, o)
+			}
+		}
+	}
+	return ""
+}
+
+// secretsChange says which secrets of an env file changed value behind
+// the same reference, by name and reference only: never a value.
+func secretsChange(file string, changed []SecretChange) string {
+	var names []string
+	for _, c := range changed {
+		names = append(names, fmt.Sprintf("%s (%s)", c.Var, c.Ref))
+	}
+	return fmt.Sprintf("secret(s) of %s changed value behind the same reference: %s", file, strings.Join(names, ", "))
 }
 
 func fullInstall(add adder, rel *manifest.Release, why string, obs Observed) {
@@ -349,32 +434,114 @@ func depsChange(cur *state.Release, rel *manifest.Release, d Deps) string {
 	return strings.Join(parts, ", ")
 }
 
-// hooks plans the build hooks: each runs when what it builds from changed,
-// otherwise its outputs are carried over from the running release.
-func hooks(add, skip adder, rel *manifest.Release, cur *state.Release, codeChanged, installing bool) {
+// hooks plans the build hooks: each runs when what it builds from
+// changed, otherwise its outputs are carried over from the running
+// release. It returns the hooks that run.
+func hooks(add, skip adder, rel *manifest.Release, cur *state.Release, codeChanged, installing bool) map[string]bool {
 	old := map[string]manifest.Hook{}
 	if cur.Spec != nil {
 		for _, h := range cur.Spec.Build {
 			old[h.Name] = h
 		}
 	}
+	ran := map[string]bool{}
 	for _, h := range rel.Spec.Build {
 		prev, existed := old[h.Name]
+		newIn, haveNew := rel.Inputs.Hooks[h.Name]
+		oldIn, haveOld := cur.Inputs.Hooks[h.Name]
+		what := "outputs"
+		if h.AtPublish() {
+			what = "artifact"
+		}
+		sameKind := haveNew && haveOld
+		var why string
 		switch {
 		case !existed:
-			add(Build, h.Name, "new build hook")
-		case codeChanged:
-			add(Build, h.Name, "code digest changed")
-		case installing:
-			add(Build, h.Name, "dependencies changed")
-		case !reflect.DeepEqual(prev, h):
-			add(Build, h.Name, "build hook changed")
+			why = "new build hook"
+		case sameKind && newIn.Digest != oldIn.Digest:
+			why = "inputs changed: " + inputsChange(cur, rel, oldIn, newIn, !reflect.DeepEqual(prev, h), h.Inputs)
+		case !sameKind && codeChanged:
+			why = "code digest changed"
+		case installing && !h.AtPublish():
+			why = "dependencies changed"
+		case !sameKind && !reflect.DeepEqual(prev, h):
+			why = "build hook changed"
 		case len(h.Outputs) == 0:
-			add(Build, h.Name, "declares no outputs to carry over")
-		default:
-			skip(Build, h.Name, "code and dependencies unchanged: %s carried over from seq %d", strings.Join(h.Outputs, ", "), cur.Seq)
+			why = "declares no outputs to carry over"
+		}
+		if why == "" {
+			skip(Build, h.Name, "inputs unchanged: %s %s carried over from seq %d", what, strings.Join(h.Outputs, ", "), cur.Seq)
+			continue
+		}
+		if h.AtPublish() {
+			why += "; extract its artifact built at publish time"
+		}
+		ran[h.Name] = true
+		add(Build, h.Name, "%s", why)
+	}
+	return ran
+}
+
+// inputsChange names what changed between two inputs of a hook or a
+// process: files (a few by name), dependencies, env files, the definition.
+func inputsChange(cur *state.Release, rel *manifest.Release, oldIn, newIn manifest.Input, defChanged bool, globs []string) string {
+	var parts []string
+	if oldIn.Files != nil && newIn.Files != nil {
+		var changed []string
+		for _, f := range slices.Sorted(maps.Keys(newIn.Files)) {
+			switch old, ok := oldIn.Files[f]; {
+			case !ok:
+				changed = append(changed, f+" added")
+			case old != newIn.Files[f]:
+				changed = append(changed, f)
+			}
+		}
+		for _, f := range slices.Sorted(maps.Keys(oldIn.Files)) {
+			if _, ok := newIn.Files[f]; !ok {
+				changed = append(changed, f+" removed")
+			}
+		}
+		if n := len(changed); n > 3 {
+			changed = append(changed[:3], fmt.Sprintf("%d more file(s)", n-3))
+		}
+		parts = append(parts, changed...)
+	}
+	if cur.Inputs.Dependencies.Digest != rel.Inputs.Dependencies.Digest {
+		parts = append(parts, "dependency files")
+	}
+	for _, f := range slices.Sorted(maps.Keys(rel.Inputs.Config.Files)) {
+		if old, ok := cur.Inputs.Config.Files[f]; ok && old != rel.Inputs.Config.Files[f] && matchesAny(globs, f) {
+			parts = append(parts, "env file "+f)
 		}
 	}
+	if defChanged {
+		parts = append(parts, "definition")
+	}
+	if len(parts) == 0 {
+		if len(globs) == 0 {
+			return "code digest changed"
+		}
+		return "files matching " + strings.Join(globs, ", ")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// matchesAny reports whether p matches one of globs (any p when there are none).
+func matchesAny(globs []string, p string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if ok, _ := doublestar.Match(g, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// under reports whether p is dir or inside it ("" is the release root).
+func under(p, dir string) bool {
+	return dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
 }
 
 // ComposeKey is the digest of what a compose up depends on: the compose
@@ -409,6 +576,19 @@ func services(add, skip adder, rel *manifest.Release, cur *state.Release, obs Ob
 		why = append(why, "first compose up")
 	case rec.Key != ComposeKey(rel):
 		why = append(why, composeChange(cur, rel))
+	}
+	if sc := obs.Secrets[c.EnvFile]; c.EnvFile != "" && len(sc) > 0 {
+		why = append(why, secretsChange(c.EnvFile, sc))
+	}
+	if obs.Services == nil {
+		// Not observed (agent plan without a Docker daemon): decide from
+		// the inputs alone and say so.
+		if len(why) == 0 {
+			skip(Compose, "", "compose file and env unchanged; services not observed")
+			return
+		}
+		add(Compose, "", "%s (services not observed)", strings.Join(why, "; "))
+		return
 	}
 	if rec != nil {
 		for _, ref := range slices.Sorted(maps.Keys(rec.Images)) {

@@ -46,11 +46,13 @@ type Status struct {
 }
 
 type app struct {
-	Name        string            `json:"name"`
-	Cwd         string            `json:"cwd"`
-	Script      string            `json:"script"`
-	Args        []string          `json:"args,omitempty"`
-	Interpreter string            `json:"interpreter"`
+	Name        string   `json:"name"`
+	Cwd         string   `json:"cwd"`
+	Script      string   `json:"script"`
+	Args        []string `json:"args,omitempty"`
+	Interpreter string   `json:"interpreter"`
+	// NodeArgs are node's own options ([node, --import, tsx, src/server.ts]).
+	NodeArgs    []string          `json:"node_args,omitempty"`
 	ExecMode    string            `json:"exec_mode"`
 	Instances   int               `json:"instances"`
 	Env         map[string]string `json:"env"`
@@ -86,9 +88,13 @@ func Apps(root string, spec *manifest.Spec, envs map[string]map[string]string) (
 				a.Instances = p.Instances
 			}
 		}
+		nodeArgs, script, args, isNode := manifest.NodeScript(p.Command)
 		switch {
-		case p.Command[0] == "node" && len(p.Command) > 1:
-			a.Script, a.Args, a.Interpreter = p.Command[1], p.Command[2:], "node"
+		case isNode:
+			a.Script, a.Args, a.Interpreter = script, args, "node"
+			if len(nodeArgs) > 0 {
+				a.NodeArgs = nodeArgs
+			}
 		case p.Mode == "cluster":
 			return nil, fmt.Errorf("process %s: cluster mode needs a node script (command [node, script.js, …]), found %q", p.Name, p.Command)
 		default:

@@ -52,6 +52,14 @@ func TestApps(t *testing.T) {
 				a.Env = map[string]string{"PORT": "5173"}
 				return a
 			}},
+		{"node options before the script", manifest.Process{Name: "api", Cwd: "apps/api", Command: []string{"node", "--import", "tsx", "--enable-source-maps", "src/server.ts", "--port=4000"}, Mode: "cluster", Instances: 2},
+			func() app {
+				a := base("api", "/opt/cohuron/apps/api")
+				a.Script, a.Args, a.Interpreter = "src/server.ts", []string{"--port=4000"}, "node"
+				a.NodeArgs = []string{"--import", "tsx", "--enable-source-maps"}
+				a.ExecMode, a.Instances = "cluster", 2
+				return a
+			}},
 		{"node alone is a program", manifest.Process{Name: "repl", Command: []string{"node"}},
 			func() app {
 				a := base("repl", root)
