@@ -72,6 +72,7 @@ func (h *benchHost) manifest(greeting string) {
 		h.b.Fatal(err)
 	}
 	s := strings.ReplaceAll(string(data), "4000", h.port)
+	s = strings.ReplaceAll(s, "/opt/cohuron", filepath.Join(h.dir, "opt/cohuron"))
 	s = strings.Replace(s, "APP_GREETING: hello", "APP_GREETING: "+greeting, 1)
 	s = strings.Replace(s, "      port: "+h.port+"\n", "      port: "+h.port+"\n      mode: cluster\n      instances: 2\n", 1)
 	os.WriteFile(filepath.Join(h.dir, "demo.yaml"), []byte(s), 0o644)

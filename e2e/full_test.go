@@ -133,8 +133,8 @@ metadata:
   name: full
 spec:
   paths:
-    root: /opt/cohuron
-    backups: /opt/cohuron-backups
+    root: %[9]s/opt/cohuron
+    backups: %[9]s/opt/cohuron-backups
   user: cohuron-app
   envFiles:
     - path: .env
@@ -193,7 +193,7 @@ spec:
         - http: {url: "http://127.0.0.1:%[4]d/"}
           timeout: 3s
           within: 30s
-`, h.ports.cache, h.ports.queue, h.ports.api, h.ports.web, h.project, files, h.reversible, h.mark)
+`, h.ports.cache, h.ports.queue, h.ports.api, h.ports.web, h.project, files, h.reversible, h.mark, h.dir)
 	if err := os.WriteFile(filepath.Join(h.dir, "full.yaml"), []byte(m), 0o644); err != nil {
 		h.t.Fatal(err)
 	}

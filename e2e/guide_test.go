@@ -98,17 +98,21 @@ type guideHost struct {
 func newGuideHost(t *testing.T, ws, name, store, policy string) *guideHost {
 	dir := filepath.Join(ws, "hosts", name)
 	h := &guideHost{name: name, dir: dir, config: filepath.Join(dir, "agent.yaml"), pm2Home: filepath.Join(dir, "pm2")}
+	// Root and backups are the defaults, /opt/cohuron and
+	// /opt/cohuron-backups, as the manifest says: each host's agent runs
+	// in a mount namespace of its own where its directory is /opt.
 	cfg := fmt.Sprintf(`store: %s
 env: demo
 policy: %s
-root: %s/opt/cohuron
-backups: %s/opt/cohuron-backups
 stateDir: %s/var/lib/cohuron-agent
 pm2Home: %s
 secretsDir: %s/secrets
 hostId: %s
-`, store, policy, dir, dir, dir, h.pm2Home, ws, name)
+`, store, policy, dir, h.pm2Home, ws, name)
 	testenv.WriteFiles(t, dir, map[string]string{"agent.yaml": cfg})
+	if err := os.MkdirAll(filepath.Join(dir, "opt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
@@ -212,11 +216,14 @@ spec:
 	t.Cleanup(func() { stopPM2(fresh); stopPM2(old) })
 
 	// sudo runs the command as is; cohuron-agent is the agent with the
-	// current host's configuration.
+	// current host's configuration, in a mount namespace where that host's
+	// directory is /opt (the PM2 daemon it starts stays in it).
+	testenv.MountNamespace(t)
 	shims := filepath.Join(ws, "shims")
 	testenv.WriteFiles(t, shims, map[string]string{
-		"sudo":          "#!/bin/sh\nexec \"$@\"\n",
-		"cohuron-agent": "#!/bin/sh\nexec agent \"$@\" --config \"$GUIDE_AGENT_CONFIG\"\n",
+		"sudo": "#!/bin/sh\nexec \"$@\"\n",
+		"cohuron-agent": "#!/bin/sh\nexec unshare --mount --propagation private sh -c " +
+			"'mount --bind \"$GUIDE_HOST_OPT\" /opt && exec agent \"$@\" --config \"$GUIDE_AGENT_CONFIG\"' cohuron-agent \"$@\"\n",
 	})
 	for _, s := range []string{"sudo", "cohuron-agent"} {
 		os.Chmod(filepath.Join(shims, s), 0o755)
@@ -256,7 +263,7 @@ spec:
 		cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", c.text)
 		cmd.Dir = ops
 		cmd.Env = append(os.Environ(), append(testenv.GitEnv(""), pw, "PATH="+path, "HOME="+ws,
-			"OLD_KEY="+oldKey, "NEW_KEY="+newKey, "GUIDE_AGENT_CONFIG="+h.config)...)
+			"OLD_KEY="+oldKey, "NEW_KEY="+newKey, "GUIDE_AGENT_CONFIG="+h.config, "GUIDE_HOST_OPT="+filepath.Join(h.dir, "opt"))...)
 		out, err := cmd.CombinedOutput()
 		t.Logf("%s:%d [%s] $ %s\n%s", filepath.Base(guideFile), c.line, h.name, c.text, out)
 		if err != nil {

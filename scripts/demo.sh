@@ -33,7 +33,9 @@ git -C "$demo/app" add -A
 git -C "$demo/app" -c user.name=Demo -c user.email=demo@example.com commit -q -m "sample app v1"
 run publisher keygen --out "$demo/keys"
 mkdir -p "$demo/secrets/etc/cohuron/demo" && echo "demo-jwt-secret" > "$demo/secrets/etc/cohuron/demo/jwt-secret"
-sed "s/4000/$port/g" testdata/demo/demo.yaml > "$demo/demo.yaml"
+# The demo host lives under $demo: its paths replace /opt (agents refuse a
+# release whose spec.paths are not the paths they manage).
+sed "s/4000/$port/g; s#/opt/cohuron#$demo/host/opt/cohuron#g" testdata/demo/demo.yaml > "$demo/demo.yaml"
 cat > "$demo/agent.yaml" <<YAML
 store: $store
 env: demo

@@ -174,7 +174,7 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 	}
 	a := &agent.Agent{
 		Cfg: agent.Config{StoreURL: cfg.Store, Env: cfg.Env, HostID: cfg.HostID, Root: cfg.Root,
-			Backups: cfg.Backups, StateDir: cfg.StateDir, Keep: cfg.Keep},
+			Backups: cfg.Backups, StateDir: cfg.StateDir, Keep: cfg.Keep, SecretsRefresh: cfg.SecretsRefresh.Duration},
 		Store: st, Policy: pol, Fetch: f.Fetch,
 		Secrets: secretChain(cfg),
 		Procs:   procs,
@@ -240,6 +240,9 @@ func (c *CLI) plan(ctx context.Context, a *agent.Agent, asJSON bool) error {
 			err = perr
 		}
 		return err
+	}
+	for _, u := range out.Plan.Unobserved {
+		fmt.Fprintf(c.out, "not observed: %s\n", u)
 	}
 	switch {
 	case out.Result == agent.ResultUpToDate:

@@ -16,6 +16,9 @@ import (
 // DefaultConfigFile is read when --config is not given (missing is fine).
 const DefaultConfigFile = "/etc/cohuron-agent/agent.yaml"
 
+// DefaultSecretsRefresh is how often `run` looks for rotated secrets.
+const DefaultSecretsRefresh = 5 * time.Minute
+
 // Config is /etc/cohuron-agent/agent.yaml; every field has a flag.
 type Config struct {
 	Store          string            `yaml:"store"`
@@ -40,6 +43,10 @@ type Config struct {
 	S3Endpoint     string            `yaml:"s3Endpoint,omitempty"`
 	StoreTimeout   manifest.Duration `yaml:"storeTimeout,omitempty"` // a stalled S3 request fails after this (default 30s)
 	LogFormat      string            `yaml:"logFormat,omitempty"`    // text or json (default: json under systemd)
+	// SecretsRefresh is how often `run` resolves the running release's
+	// secrets again, to notice one rotated behind an unchanged reference
+	// (default 5m; 0 turns it off: only new releases resolve secrets).
+	SecretsRefresh *manifest.Duration `yaml:"secretsRefresh,omitempty"`
 }
 
 func defaults() Config {
@@ -89,6 +96,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 	var storeTimeout time.Duration
 	fs.DurationVar(&storeTimeout, "store-timeout", 0, "an S3 request with no answer or no data for this long fails and is retried (default 30s)")
 	keep := fs.Int("keep", 0, "previous good releases kept (default 5)")
+	var secretsRefresh time.Duration
+	fs.DurationVar(&secretsRefresh, "secrets-refresh", 0, "how often the running release's secrets are resolved again to notice a rotation (default 5m; 0: only with new releases)")
 	cf.set = func(dst *Config) {
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
@@ -134,6 +143,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 				dst.StoreTimeout.Duration = storeTimeout
 			case "keep":
 				dst.Keep = *keep
+			case "secrets-refresh":
+				dst.SecretsRefresh = &manifest.Duration{Duration: secretsRefresh}
 			}
 		})
 	}
@@ -158,6 +169,9 @@ func (cf *configFlags) load() (Config, error) {
 	cf.set(&c)
 	if c.PM2Home == "" {
 		c.PM2Home = c.StateDir + "/pm2"
+	}
+	if c.SecretsRefresh == nil {
+		c.SecretsRefresh = &manifest.Duration{Duration: DefaultSecretsRefresh}
 	}
 	var missing []string
 	if cf.statusOnly {

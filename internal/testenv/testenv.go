@@ -26,7 +26,13 @@ func InCI() bool {
 // Missing skips t, or fails it under CI, because component is unavailable.
 func Missing(t testing.TB, component, why string) {
 	t.Helper()
-	msg := fmt.Sprintf("%s is not available (%s); run `make test` (scripts/install-test-deps.sh) to install it", component, why)
+	unavailable(t, fmt.Sprintf("%s is not available (%s); run `make test` (scripts/install-test-deps.sh) to install it", component, why))
+}
+
+// unavailable skips t with msg, or fails it under CI, for what a test
+// needs but cannot have here.
+func unavailable(t testing.TB, msg string) {
+	t.Helper()
 	if InCI() {
 		t.Fatal("CI=true: " + msg)
 	}
@@ -172,6 +178,20 @@ func RunErr(dir string, env []string, name string, args ...string) (string, erro
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// MountNamespace checks that commands can run in a mount namespace of
+// their own (unshare --mount, which needs root), for tests that give
+// each simulated host its own /opt; otherwise it skips t (fails under CI).
+func MountNamespace(t testing.TB) {
+	t.Helper()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		Missing(t, "unshare (util-linux)", err.Error())
+	}
+	if out, err := exec.Command(unshare, "--mount", "--propagation", "private", "true").CombinedOutput(); err != nil {
+		Missing(t, "a mount namespace (unshare --mount needs root)", fmt.Sprintf("%v: %s", err, out))
+	}
 }
 
 // Cosign returns argv that runs the cosign CLI in a fresh network

@@ -32,6 +32,10 @@ type Config struct {
 	HealthEvery time.Duration
 	// MaxRestarts during a health wait before failing early (default 3).
 	MaxRestarts int
+	// SecretsRefresh is how often the running release's secrets are
+	// resolved again to notice one rotated behind an unchanged reference
+	// (0: only when a new release arrives).
+	SecretsRefresh time.Duration
 }
 
 // Processes is the process manager the agent drives (PM2, or systemd).
@@ -64,6 +68,9 @@ type Agent struct {
 	CrashAt string
 
 	states state.Store
+	// secretsChecked is when the running release's secrets were last
+	// resolved (in memory: a restarted agent checks at its first poll).
+	secretsChecked time.Time
 }
 
 // Journal points where a crash can be injected, in converge order.

@@ -302,7 +302,7 @@ func (f *fixture) env(greeting, healthVar string) *manifest.Environment {
 		APIVersion: manifest.APIVersion, Kind: manifest.KindEnvironment,
 		Metadata: manifest.Metadata{Name: "demo"},
 		Spec: manifest.Spec{
-			Paths: manifest.Paths{Root: "/opt/cohuron", Backups: "/opt/cohuron-backups"},
+			Paths: manifest.Paths{Root: f.root, Backups: f.backups},
 			EnvFiles: []manifest.EnvFile{
 				{Path: apiEnv, Vars: map[string]manifest.Value{
 					"PORT": {Literal: "4000"}, "APP_GREETING": {Literal: greeting}, "HEALTH": {Literal: healthVar},

@@ -92,10 +92,14 @@ func (a *Agent) recoverRoot(st *state.State) error {
 }
 
 // prune deletes release directories beyond the newest Keep good ones. It
-// never deletes the current release, the previous good ones it keeps, or
-// a directory a journal names.
-func (a *Agent) prune(st *state.State) {
+// never deletes the current release, the previous good ones it keeps, a
+// directory a journal names, or one that a running process (not restarted
+// since) still runs from (inUse).
+func (a *Agent) prune(st *state.State, inUse []string) {
 	keep := map[string]bool{}
+	for _, d := range inUse {
+		keep[d] = true
+	}
 	if st.Current != nil {
 		keep[st.Current.Dir] = true
 	}

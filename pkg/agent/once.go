@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/plan"
+	"github.com/cohuron/deploy/pkg/proc"
 	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/secrets"
 	"github.com/cohuron/deploy/pkg/state"
@@ -47,6 +50,19 @@ const (
 type desired struct {
 	v   *release.Verified
 	obs plan.Observed
+	// envs are the release's env files with their secrets resolved, when
+	// observing resolved them (nil: stage resolves them).
+	envs map[string]map[string]string
+}
+
+// looking says how to observe the host.
+type looking struct {
+	// dryRun: agent plan; what cannot be observed is reported, not an error.
+	dryRun bool
+	// secrets: resolve the env files' secrets and compare them with what
+	// the running release was given (every new release; on the running
+	// one every secretsRefresh).
+	secrets bool
 }
 
 // Once runs one reconcile: it returns without any store request beyond
@@ -119,7 +135,7 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 			}
 			return nil, &Outcome{Result: ResultUpToDate}, nil
 		}
-		d, p, derr := a.drift(ctx, st)
+		d, p, derr := a.drift(ctx, st, dryRun)
 		if d != nil || derr != nil {
 			return d, nil, derr
 		}
@@ -163,7 +179,7 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 				// Recorded (and reported) once, not at every poll.
 				a.record(ctx, st, &state.Attempt{Seq: hint, Started: a.Now(), Result: ResultBlocked, Error: err.Error(), Blocked: why})
 			}
-			if d, err := a.keepRunning(ctx, st); d != nil || err != nil {
+			if d, err := a.keepRunning(ctx, st, dryRun); d != nil || err != nil {
 				return d, nil, err
 			}
 			return nil, &Outcome{Result: ResultBlocked, Seq: hint, Blocked: why}, nil
@@ -180,17 +196,32 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 		}
 		return nil, &Outcome{Result: ResultRejected, Seq: hint, Blocked: blockedBy(err)}, err
 	}
+	if err := a.checkPaths(&v.Release.Spec); err != nil {
+		// This host's configuration, not the release, may be what is
+		// wrong: refused at every poll until one of them changes, never
+		// remembered as bad, and reported once.
+		a.Metrics.Rejected.Add(1)
+		why := "spec.paths: " + err.Error()
+		if last := st.Last; !dryRun && (last == nil || last.Seq != v.Release.Seq || last.Blocked != why) {
+			a.record(ctx, st, &state.Attempt{Seq: v.Release.Seq, Digest: v.Digest, Started: a.Now(), Finished: a.Now(), Result: ResultRejected, Error: err.Error(), Blocked: why})
+			a.save(st)
+		}
+		if d, err := a.keepRunning(ctx, st, dryRun); d != nil || err != nil {
+			return d, nil, err
+		}
+		return nil, &Outcome{Result: ResultRejected, Seq: v.Release.Seq, Blocked: why}, fault.Rejected(fmt.Errorf("release %d: %w", v.Release.Seq, err))
+	}
 	if bad, ok := st.IsBad(v.Release.Seq, v.Digest); ok {
 		if !dryRun {
 			st.LatestETag = info.ETag
 			a.save(st)
 		}
-		if d, err := a.keepRunning(ctx, st); d != nil || err != nil {
+		if d, err := a.keepRunning(ctx, st, dryRun); d != nil || err != nil {
 			return d, nil, err
 		}
 		return nil, &Outcome{Result: ResultBlocked, Seq: v.Release.Seq, Blocked: "known-bad: " + bad.Reason}, nil
 	}
-	obs, err := a.observe(ctx, st, v.Release)
+	obs, envs, err := a.observe(ctx, st, v.Release, looking{dryRun: dryRun, secrets: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,33 +235,59 @@ func (a *Agent) poll(ctx context.Context, st *state.State, dryRun bool) (*desire
 	if !dryRun {
 		st.LatestETag = info.ETag
 	}
-	return &desired{v: v, obs: obs}, nil, nil
+	return &desired{v: v, obs: obs, envs: envs}, nil, nil
+}
+
+// checkPaths refuses a release whose spec.paths are not the paths this
+// agent manages: the agent never moves a host's root on its own.
+func (a *Agent) checkPaths(spec *manifest.Spec) error {
+	var diffs []string
+	if spec.Paths.Root != a.Cfg.Root {
+		diffs = append(diffs, fmt.Sprintf("root is %s, but this agent manages %s", spec.Paths.Root, a.Cfg.Root))
+	}
+	if spec.Paths.Backups != a.Cfg.Backups {
+		diffs = append(diffs, fmt.Sprintf("backups is %s, but this agent keeps releases in %s", spec.Paths.Backups, a.Cfg.Backups))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the release's spec.paths.%s: publish a manifest whose paths match the hosts, or set root and backups in the agent's configuration to them", strings.Join(diffs, "; spec.paths."))
 }
 
 // keepRunning repairs the running release while the latest cannot be
 // applied (known bad, awaiting co-signers): a stopped service or process
 // is still brought back. It returns nil when nothing drifted.
-func (a *Agent) keepRunning(ctx context.Context, st *state.State) (*desired, error) {
+func (a *Agent) keepRunning(ctx context.Context, st *state.State, dryRun bool) (*desired, error) {
 	if st.Current == nil || st.Current.Spec == nil {
 		return nil, nil
 	}
-	d, _, err := a.drift(ctx, st)
+	d, _, err := a.drift(ctx, st, dryRun)
 	return d, err
 }
 
 // drift plans the running release against the host: it returns what to
 // converge when something drifted, else nil and the (empty) plan.
-func (a *Agent) drift(ctx context.Context, st *state.State) (*desired, plan.Plan, error) {
+func (a *Agent) drift(ctx context.Context, st *state.State, dryRun bool) (*desired, plan.Plan, error) {
 	v := &release.Verified{Release: currentAsRelease(st.Current), Digest: st.Current.Digest}
-	obs, err := a.observe(ctx, st, v.Release)
+	secretsDue := dryRun || a.secretsDue()
+	obs, envs, err := a.observe(ctx, st, v.Release, looking{dryRun: dryRun, secrets: secretsDue})
 	if err != nil {
 		return nil, plan.Plan{}, err
+	}
+	if secretsDue && !dryRun {
+		a.secretsChecked = a.Now()
 	}
 	p := plan.Make(plan.Desired{Release: v.Release, Digest: v.Digest}, st.Current, obs)
 	if p.UpToDate() {
 		return nil, p, nil
 	}
-	return &desired{v: v, obs: obs}, p, nil
+	return &desired{v: v, obs: obs, envs: envs}, p, nil
+}
+
+// secretsDue reports whether the running release's secrets are due to
+// be resolved again, to notice one rotated behind an unchanged reference.
+func (a *Agent) secretsDue() bool {
+	return a.Cfg.SecretsRefresh > 0 && (a.secretsChecked.IsZero() || a.Now().Sub(a.secretsChecked) >= a.Cfg.SecretsRefresh)
 }
 
 func readHint(rc io.ReadCloser) (uint64, error) {
@@ -263,8 +320,25 @@ func currentAsRelease(cur *state.Release) *manifest.Release {
 	return &manifest.Release{Seq: cur.Seq, Inputs: cur.Inputs, Spec: *cur.Spec, Bundle: b}
 }
 
-// observe looks at the host as it really is.
-func (a *Agent) observe(ctx context.Context, st *state.State, rel *manifest.Release) (plan.Observed, error) {
+// observe looks at the host as it really is. It returns the release's
+// env files resolved when how.secrets asked for them.
+func (a *Agent) observe(ctx context.Context, st *state.State, rel *manifest.Release, how looking) (plan.Observed, map[string]map[string]string, error) {
+	obs, err := a.observeHost(ctx, st, rel, how)
+	if err != nil || !how.secrets {
+		return obs, nil, err
+	}
+	changes, envs, err := a.rotatedSecrets(ctx, rel, st.Current)
+	if err != nil {
+		if !how.dryRun {
+			return obs, nil, err
+		}
+		obs.Unobserved = append(obs.Unobserved, "secrets: "+firstLine(err.Error()))
+	}
+	obs.Secrets = changes
+	return obs, envs, nil
+}
+
+func (a *Agent) observeHost(ctx context.Context, st *state.State, rel *manifest.Release, how looking) (plan.Observed, error) {
 	bundleSHA := rel.Bundle.SHA256
 	var obs plan.Observed
 	target, plain, err := a.rootTarget()
@@ -288,9 +362,66 @@ func (a *Agent) observe(ctx context.Context, st *state.State, rel *manifest.Rele
 	}
 	obs.Processes = map[string]plan.Process{}
 	for name, s := range ps {
-		obs.Processes[name] = plan.Process{Running: s.Running, Restarts: s.Restarts}
+		obs.Processes[name] = plan.Process{Running: s.Running, Restarts: s.Restarts, Dir: a.processDir(s.PIDs)}
 	}
-	return obs, a.observeSteps(ctx, &obs, rel, st.Current)
+	return obs, a.observeSteps(ctx, &obs, rel, st.Current, how.dryRun)
+}
+
+// rotatedSecrets resolves rel's env files and names, per file, the
+// variables whose reference is the same as the running release's but
+// whose value is not: a secret rotated at its source. It returns the
+// resolved files too, so staging does not resolve them again.
+func (a *Agent) rotatedSecrets(ctx context.Context, rel *manifest.Release, cur *state.Release) (map[string][]plan.SecretChange, map[string]map[string]string, error) {
+	resolved := map[string]map[string]string{}
+	for _, ef := range rel.Spec.EnvFiles {
+		_, vals, err := secrets.Render(ctx, a.Secrets, ef)
+		if err != nil {
+			return nil, nil, err
+		}
+		resolved[ef.Path] = vals
+	}
+	if cur == nil || cur.Spec == nil {
+		return nil, resolved, nil
+	}
+	given, err := a.readEnvs(cur.Dir)
+	if err != nil {
+		return nil, resolved, nil // nothing recorded to compare with: the files are written anyway
+	}
+	declared := map[string]map[string]manifest.Value{}
+	for _, ef := range cur.Spec.EnvFiles {
+		declared[ef.Path] = ef.Vars
+	}
+	changes := map[string][]plan.SecretChange{}
+	for _, ef := range rel.Spec.EnvFiles {
+		for _, name := range slices.Sorted(maps.Keys(ef.Vars)) {
+			v := ef.Vars[name]
+			old, had := given[ef.Path][name]
+			if v.IsRef() && declared[ef.Path][name] == v && had && old != resolved[ef.Path][name] {
+				changes[ef.Path] = append(changes[ef.Path], plan.SecretChange{Var: name, Ref: v.String()})
+			}
+		}
+	}
+	return changes, resolved, nil
+}
+
+// processDir is the release directory the processes with these pids run
+// from (their working directory, under the releases directory), or ""
+// when it cannot be told. A process that is not restarted keeps running
+// from an older release's directory, which pruning must then spare.
+func (a *Agent) processDir(pids []int) string {
+	for _, pid := range pids {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			continue
+		}
+		rel, err := filepath.Rel(a.releasesDir(), cwd)
+		if err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
+		first, _, _ := strings.Cut(rel, string(filepath.Separator))
+		return filepath.Join(a.releasesDir(), first)
+	}
+	return ""
 }
 
 // converge executes the plan for d, rolling back on failure after the switch.
@@ -349,7 +480,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		}
 		a.crashPoint("staging")
 		var err error
-		envs, err = a.stage(ctx, rel, newDir)
+		envs, err = a.stage(ctx, rel, newDir, d.envs)
 		if err == nil {
 			depsRec, err = a.prepare(ctx, p, rel, prev, newDir)
 		}
@@ -367,6 +498,14 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		var err error
 		if envs, err = a.readEnvs(newDir); err != nil {
 			return a.fail(ctx, st, attempt, out, err)
+		}
+		if p.Has(plan.EnvFiles, "") {
+			// Secrets rotated behind unchanged references: the running
+			// release's env files are rewritten in place, and the plan
+			// restarts what reads them.
+			if err := a.rewriteEnvs(&rel.Spec, rel.Inputs, p, newDir, envs, d.envs); err != nil {
+				return a.fail(ctx, st, attempt, out, fmt.Errorf("rewriting env files with rotated secrets: %w", err))
+			}
 		}
 		if p.Has(plan.Install, "") {
 			// Damaged node_modules of the running release: installed again
@@ -437,7 +576,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	st.LastSeq, st.LastDigest = rel.Seq, d.v.Digest
 	delete(st.CrashCount, strconv.FormatUint(rel.Seq, 10))
 	attempt.Result, attempt.Finished = ResultConverged, a.Now()
-	a.prune(st)
+	a.prune(st, runningFrom(p, d.obs))
 	// Commit: the state says "converged" first, then the journal goes; a
 	// crash in between is rolled forward by recover (state and journal
 	// name the same release). The report to the store comes last.
@@ -458,8 +597,9 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 }
 
 // stage fetches (or reuses) the bundle, verifies it, extracts it into
-// newDir and writes the env files. It returns the resolved env files.
-func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string) (map[string]map[string]string, error) {
+// newDir and writes the env files (resolved, or resolved here when nil).
+// It returns the resolved env files.
+func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string, resolved map[string]map[string]string) (map[string]map[string]string, error) {
 	bundle, err := a.bundleFile(ctx, rel)
 	if err != nil {
 		return nil, err
@@ -491,7 +631,7 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 	envs := map[string]map[string]string{}
 	var composeEnv []byte
 	for _, ef := range rel.Spec.EnvFiles {
-		data, vals, err := secrets.Render(ctx, a.Secrets, ef)
+		data, vals, err := renderEnv(ctx, a.Secrets, ef, resolved)
 		if err != nil {
 			return nil, err
 		}
@@ -500,7 +640,7 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 		if err := noLinksOnPath(tmp, ef.Path); err != nil {
 			return nil, err
 		}
-		if err := state.WriteFile(filepath.Join(tmp, ef.Path), data, 0o640); err != nil {
+		if err := a.writeEnvFile(&rel.Spec, filepath.Join(tmp, ef.Path), data); err != nil {
 			return nil, fmt.Errorf("writing env file %s: %w", ef.Path, err)
 		}
 		envs[ef.Path] = vals
@@ -524,6 +664,71 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string)
 		return nil, err
 	}
 	return envs, state.SyncDir(filepath.Dir(newDir))
+}
+
+// rewriteEnvs writes the env files the plan names into dir, the running
+// release's directory, from resolved values, and records them (and the
+// compose env copy) as that release's.
+func (a *Agent) rewriteEnvs(spec *manifest.Spec, inputs manifest.Inputs, p plan.Plan, dir string, envs, resolved map[string]map[string]string) error {
+	var composeEnv []byte
+	for _, ef := range spec.EnvFiles {
+		if !p.Has(plan.EnvFiles, ef.Path) {
+			continue
+		}
+		vals, ok := resolved[ef.Path]
+		if !ok {
+			return fmt.Errorf("env file %s: no resolved values", ef.Path)
+		}
+		data, err := secrets.Format(vals)
+		if err != nil {
+			return fmt.Errorf("env file %s, %w", ef.Path, err)
+		}
+		if err := noLinksOnPath(dir, ef.Path); err != nil {
+			return err
+		}
+		if err := a.writeEnvFile(spec, filepath.Join(dir, ef.Path), data); err != nil {
+			return fmt.Errorf("writing env file %s: %w", ef.Path, err)
+		}
+		envs[ef.Path] = vals
+		if c := spec.Compose; c != nil && c.EnvFile == ef.Path {
+			composeEnv = data
+		}
+	}
+	if composeEnv != nil {
+		if err := a.saveComposeInputs(spec, inputs, dir, filepath.Base(dir), composeEnv); err != nil {
+			return err
+		}
+	}
+	return a.writeEnvs(filepath.Base(dir), envs)
+}
+
+// writeEnvFile writes an env file 0640, owned by spec.user when the agent
+// is root: the app (dotenv) and its build tools (vite) read their own.
+func (a *Agent) writeEnvFile(spec *manifest.Spec, path string, data []byte) error {
+	if err := state.WriteFile(path, data, 0o640); err != nil {
+		return err
+	}
+	if spec.User == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := proc.LookupUser(spec.User)
+	if err != nil {
+		return fmt.Errorf("spec.user: %w", err)
+	}
+	return os.Lchown(path, int(u.Uid), int(u.Gid))
+}
+
+// renderEnv formats an env file from values already resolved, or
+// resolves them.
+func renderEnv(ctx context.Context, r secrets.Resolver, ef manifest.EnvFile, resolved map[string]map[string]string) ([]byte, map[string]string, error) {
+	if vals, ok := resolved[ef.Path]; ok {
+		data, err := secrets.Format(vals)
+		if err != nil {
+			return nil, nil, fmt.Errorf("env file %s, %w", ef.Path, err)
+		}
+		return data, vals, nil
+	}
+	return secrets.Render(ctx, r, ef)
 }
 
 // envsPath keeps the resolved env files of a release in the agent's own
@@ -684,6 +889,18 @@ func (a *Agent) activate(ctx context.Context, j *state.Journal, p plan.Plan, spe
 	}
 	a.crashPoint("restarted")
 	return a.waitHealthy(ctx, spec, restart, restarts)
+}
+
+// runningFrom lists the release directories of processes the plan did not
+// restart: they still run from there.
+func runningFrom(p plan.Plan, obs plan.Observed) []string {
+	var dirs []string
+	for name, o := range obs.Processes {
+		if o.Dir != "" && !p.Has(plan.Restart, name) {
+			dirs = append(dirs, o.Dir)
+		}
+	}
+	return dirs
 }
 
 // restartCounts is how often each process had restarted when observed.

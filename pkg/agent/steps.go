@@ -16,6 +16,7 @@ import (
 
 	"github.com/cohuron/deploy/pkg/compose"
 	"github.com/cohuron/deploy/pkg/deps"
+	"github.com/cohuron/deploy/pkg/extract"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/hooks"
 	"github.com/cohuron/deploy/pkg/manifest"
@@ -126,7 +127,7 @@ func (a *Agent) toolVersions(ctx context.Context, user string) (deps.Tools, erro
 // observeSteps fills what the plan needs to decide on install, compose
 // and schema. The database is consulted only when the schema inputs
 // differ from what the running release recorded.
-func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manifest.Release, cur *state.Release) error {
+func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manifest.Release, cur *state.Release, dryRun bool) error {
 	spec := &rel.Spec
 	if in := spec.Install; in != nil {
 		d, err := a.depsKey(ctx, rel)
@@ -155,19 +156,22 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		// (and start) compose itself on every poll.
 		cl := &compose.Client{Env: a.ToolEnv, Log: a.Log}
 		svcs, err := cl.Status(ctx, c.Project)
-		if err != nil {
+		if err == nil && cur != nil && cur.Compose != nil && len(cur.Compose.Images) > 0 {
+			obs.Images, err = cl.ImageIDs(ctx, slices.Sorted(maps.Keys(cur.Compose.Images)))
+		}
+		switch {
+		case err != nil && dryRun:
+			// agent plan on a host whose Docker daemon does not answer:
+			// decide from the inputs, and say what was not looked at.
+			obs.Images = nil
+			obs.Unobserved = append(obs.Unobserved, "compose services and images: "+firstLine(err.Error()))
+		case err != nil:
 			return err
-		}
-		obs.Services = map[string]plan.Service{}
-		for name, s := range svcs {
-			obs.Services[name] = plan.Service{Running: s.State == "running", State: s.State, Health: s.Health}
-		}
-		if cur != nil && cur.Compose != nil && len(cur.Compose.Images) > 0 {
-			ids, err := cl.ImageIDs(ctx, slices.Sorted(maps.Keys(cur.Compose.Images)))
-			if err != nil {
-				return err
+		default:
+			obs.Services = map[string]plan.Service{}
+			for name, s := range svcs {
+				obs.Services[name] = plan.Service{Running: s.State == "running", State: s.State, Health: s.Health}
 			}
-			obs.Images = ids
 		}
 	}
 	if sc := spec.Schema; sc != nil && (cur == nil || cur.Schema == nil || cur.Schema.Digest != rel.Inputs.Schema.Digest) {
@@ -240,7 +244,7 @@ func (a *Agent) importer(ctx context.Context, sc *manifest.Schema) (*schema.Impo
 func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release, cur *state.Release, dir string) (*state.Deps, error) {
 	spec := &rel.Spec
 	if spec.Install == nil && len(spec.Build) == 0 {
-		return nil, nil
+		return nil, handOver(spec, dir)
 	}
 	logs := a.logDir(filepath.Base(dir))
 	var rec *state.Deps
@@ -263,37 +267,92 @@ func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release,
 	}
 	var run []manifest.Hook
 	for _, h := range spec.Build {
-		if p.Has(plan.Build, h.Name) {
+		switch {
+		case p.Has(plan.Build, h.Name) && h.AtPublish():
+			if err := a.extractArtifact(ctx, rel, h, dir); err != nil {
+				return nil, err
+			}
+		case p.Has(plan.Build, h.Name):
 			run = append(run, h)
-			continue
-		}
-		if cur == nil {
+		case cur == nil:
 			return nil, fmt.Errorf("build hook %q: no running release to carry outputs over from", h.Name)
+		case cur.Dir == dir:
+			// a repair in place: the outputs are there
+		default:
+			if err := hooks.CarryOver(cur.Dir, dir, h.Outputs); err != nil {
+				return nil, fmt.Errorf("build hook %q: %w", h.Name, err)
+			}
 		}
-		if cur.Dir == dir {
-			continue // a repair in place: the outputs are there
-		}
-		if err := hooks.CarryOver(cur.Dir, dir, h.Outputs); err != nil {
-			return nil, fmt.Errorf("build hook %q: %w", h.Name, err)
-		}
+	}
+	// The tree goes to spec.user only now that root is done working in
+	// it, and always: the app writes into its own tree (logs, caches).
+	if err := handOver(spec, dir); err != nil {
+		return nil, err
 	}
 	if !install && len(run) == 0 {
 		return rec, nil
-	}
-
-	if os.Geteuid() == 0 {
-		u, err := proc.LookupUser(spec.User)
-		if err != nil {
-			return nil, fmt.Errorf("spec.user: %w", err)
-		}
-		if err := tree.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	if err := a.runAsUser(ctx, rel, dir, logs, d, install, run); err != nil {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// handOver gives the release tree to spec.user when the agent is root
+// (what is the user's already is left alone).
+func handOver(spec *manifest.Spec, dir string) error {
+	if spec.User == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := proc.LookupUser(spec.User)
+	if err != nil {
+		return fmt.Errorf("spec.user: %w", err)
+	}
+	return tree.Chown(dir, int(u.Uid), int(u.Gid))
+}
+
+// extractArtifact puts the outputs of a publish-time hook into dir from
+// the release's signed artifact: fetched (or taken from the cache) and
+// verified like the bundle, unpacked aside, and only the hook's declared
+// outputs moved into the tree.
+func (a *Agent) extractArtifact(ctx context.Context, rel *manifest.Release, h manifest.Hook, dir string) error {
+	art, ok := rel.Artifact(h.Name)
+	if !ok {
+		return fault.Rejected(fmt.Errorf("build hook %q runs at publish time, but release %d has no artifact for it", h.Name, rel.Seq))
+	}
+	as := *rel
+	as.Bundle = art.BundleRef
+	file, err := a.bundleFile(ctx, &as)
+	if err != nil {
+		return fmt.Errorf("artifact of build hook %q: %w", h.Name, err)
+	}
+	tmp := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".artifact-"+h.Name)
+	os.RemoveAll(tmp)
+	defer os.RemoveAll(tmp)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	lim := a.Policy.Spec.Limits
+	maxBytes := int64(lim.UnpackedBytes)
+	if art.Unpacked > 0 && (maxBytes <= 0 || art.Unpacked < maxBytes) {
+		maxBytes = art.Unpacked
+	}
+	_, err = extract.Extract(f, tmp, extract.Limits{Files: 2 * lim.Files, Bytes: maxBytes, NonDirs: art.Files})
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("extracting the artifact %s of build hook %q: %w", art.Key, h.Name, err)
+	}
+	if err := hooks.OnlyOutputs(tmp, h.Outputs); err != nil {
+		return fault.Rejected(fmt.Errorf("artifact %s of build hook %q: %w", art.Key, h.Name, err))
+	}
+	if err := hooks.CarryOver(tmp, dir, h.Outputs); err != nil {
+		return fmt.Errorf("artifact %s of build hook %q: %w", art.Key, h.Name, err)
+	}
+	return nil
 }
 
 // runAsUser runs pnpm install and the build hooks that must run, as the

@@ -211,3 +211,36 @@ func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
 }
+
+// OnlyOutputs checks that the tree at root (an unpacked artifact) holds
+// each of outputs and nothing else: every entry is one of them, inside
+// one, or a directory on the way to one.
+func OnlyOutputs(root string, outputs []string) error {
+	for _, o := range outputs {
+		if _, err := lstatNoSymlinkParents(root, o); err != nil {
+			return fmt.Errorf("declared output %s is missing: %w", o, err)
+		}
+	}
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		for _, o := range outputs {
+			if rel == o && d.IsDir() {
+				return filepath.SkipDir // everything inside an output is its own
+			}
+			if rel == o || strings.HasPrefix(rel, o+"/") {
+				return nil
+			}
+			if strings.HasPrefix(o, rel+"/") {
+				return nil // a parent of an output
+			}
+		}
+		return fmt.Errorf("%s is not under a declared output (%s)", rel, strings.Join(outputs, ", "))
+	})
+}

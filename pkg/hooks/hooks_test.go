@@ -257,3 +257,34 @@ func TestCarryOverErrors(t *testing.T) {
 		t.Errorf("existing output in dir: err = %v", err)
 	}
 }
+
+func TestOnlyOutputs(t *testing.T) {
+	mk := func(t *testing.T, files ...string) string {
+		root := t.TempDir()
+		for _, f := range files {
+			p := filepath.Join(root, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return root
+	}
+	outputs := []string{"apps/web/dist", "apps/web/stats.json"}
+	if err := OnlyOutputs(mk(t, "apps/web/dist/index.html", "apps/web/dist/assets/a.js", "apps/web/stats.json"), outputs); err != nil {
+		t.Fatalf("an artifact of exactly the outputs: %v", err)
+	}
+	for name, files := range map[string][]string{
+		"a file beside the outputs":         {"apps/web/dist/index.html", "apps/web/stats.json", "apps/web/src/evil.ts"},
+		"a file next to a file output":      {"apps/web/dist/index.html", "apps/web/stats.json", "apps/web/zz.js"},
+		"a file at the root":                {"apps/web/dist/index.html", "apps/web/stats.json", "package.json"},
+		"an output missing":                 {"apps/web/dist/index.html"},
+		"a name that only starts like dist": {"apps/web/dist/index.html", "apps/web/stats.json", "apps/web/distx/a.js"},
+	} {
+		if err := OnlyOutputs(mk(t, files...), outputs); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

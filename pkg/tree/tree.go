@@ -230,7 +230,13 @@ func chownDir(fd int, path string, uid, gid int) error {
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("chown %s: %w", p, err)
 		}
+		owned := int(st.Uid) == uid && int(st.Gid) == gid
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			// Hard links shared with an older release are usually owned
+			// already: leave them (and their ctime) alone.
+			if owned {
+				continue
+			}
 			if err := unix.Fchownat(fd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return fmt.Errorf("chown %s: %w", p, err)
 			}
@@ -241,7 +247,7 @@ func chownDir(fd int, path string, uid, gid int) error {
 			return fmt.Errorf("chown %s: %w", p, err)
 		}
 		err = chownDir(cfd, p, uid, gid)
-		if err == nil {
+		if err == nil && !owned {
 			if err = unix.Fchown(cfd, uid, gid); err != nil {
 				err = fmt.Errorf("chown %s: %w", p, err)
 			}
