@@ -1,7 +1,6 @@
 package gitbundle
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -22,7 +21,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/klauspost/compress/gzip"
 
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
@@ -256,13 +254,11 @@ func writeArchive(ctx context.Context, repo *git.Repository, files []pending, mt
 		}
 	}()
 
-	zw, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+	bw, err := bundle.NewWriter(w, mtime)
 	if err != nil {
 		return nil, err
 	}
-	tw := tar.NewWriter(zw)
-	ix := &bundle.Index{Entries: make([]bundle.Entry, 0, len(files))}
-	dirs := map[string]bool{}
+	bw.Index.Entries = make([]bundle.Entry, 0, len(files))
 	for b := range blobs {
 		if b.err != nil {
 			return nil, b.err
@@ -270,78 +266,14 @@ func writeArchive(ctx context.Context, repo *git.Repository, files []pending, mt
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e := b.entry
-		sum := sha256.Sum256(b.data)
-		e.SHA256 = hex.EncodeToString(sum[:])
-		if e.Link {
-			if err := checkLink(e.Path, string(b.data)); err != nil {
-				return nil, err
-			}
-		} else {
-			e.Size = int64(len(b.data))
-		}
-		if err := writeDirs(tw, e.Path, mtime, dirs); err != nil {
+		if err := bw.Add(b.entry, b.data); err != nil {
 			return nil, err
 		}
-		hdr := header(e, mtime)
-		if e.Link {
-			hdr.Linkname = string(b.data)
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", e.Path, err)
-		}
-		if !e.Link {
-			if _, err := tw.Write(b.data); err != nil {
-				return nil, fmt.Errorf("writing %s: %w", e.Path, err)
-			}
-		}
-		ix.Entries = append(ix.Entries, e)
 	}
-	if err := tw.Close(); err != nil {
+	if err := bw.Close(); err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return ix, nil
-}
-
-// header is the normalized tar header of an entry: no owner names or ids,
-// one timestamp, canonical modes.
-func header(e bundle.Entry, mtime time.Time) *tar.Header {
-	h := &tar.Header{Name: e.Path, Mode: e.Mode, ModTime: mtime, Format: tar.FormatPAX}
-	if e.Link {
-		h.Typeflag = tar.TypeSymlink
-	} else {
-		h.Typeflag = tar.TypeReg
-		h.Size = e.Size
-	}
-	return h
-}
-
-func writeDirs(tw *tar.Writer, p string, mtime time.Time, done map[string]bool) error {
-	dir := path.Dir(p)
-	if dir == "." || done[dir] {
-		return nil
-	}
-	if err := writeDirs(tw, dir, mtime, done); err != nil {
-		return err
-	}
-	done[dir] = true
-	return tw.WriteHeader(&tar.Header{Name: dir + "/", Typeflag: tar.TypeDir, Mode: bundle.ModeDir, ModTime: mtime, Format: tar.FormatPAX})
-}
-
-// checkLink refuses symlinks that leave the bundle: the host would refuse
-// them too, so fail at build time with the file named.
-func checkLink(p, target string) error {
-	if target == "" || path.IsAbs(target) || strings.ContainsRune(target, 0) {
-		return fault.Rejected(fmt.Errorf("symlink %s -> %q: expected a relative target inside the bundle", p, target))
-	}
-	joined := path.Join(path.Dir(p), target)
-	if joined == ".." || strings.HasPrefix(joined, "../") {
-		return fault.Rejected(fmt.Errorf("symlink %s -> %q points outside the bundle", p, target))
-	}
-	return nil
+	return bw.Index, nil
 }
 
 func guessBranch(repo *git.Repository, ref string) string {
