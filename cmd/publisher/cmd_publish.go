@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cohuron/deploy/pkg/fault"
@@ -22,6 +23,7 @@ type publishOptions struct {
 	json              bool
 	store             storeFlags
 	trust             trustFlags
+	build             buildFlags
 }
 
 func (o *publishOptions) addFlags(fs flagSet) {
@@ -31,6 +33,7 @@ func (o *publishOptions) addFlags(fs flagSet) {
 	fs.StringVar(&o.env, "env", "", "environment to publish to")
 	fs.StringVar(&o.manifest, "manifest", "", "environment manifest (default manifests/ENV.yaml)")
 	o.keys.add(fs)
+	o.build.add(fs)
 	fs.DurationVar(&o.ttl, "ttl", release.DefaultTTL, "how long the release stays valid")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 }
@@ -90,7 +93,7 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 		}
 		req.Bundle = &release.LocalBundle{Path: path, Name: res.Name, SHA256: res.SHA256, Size: res.Size, Source: res.Source, Index: res.Index}
 	}
-	p := &release.Publisher{Store: st, Signers: signers, Now: c.now, Log: c.log, Progress: c.progress}
+	p := &release.Publisher{Store: st, Signers: signers, Now: c.now, Log: c.log, Progress: c.progress, Builder: c.builder(o.build)}
 	res, err := p.Publish(ctx, req)
 	if err != nil {
 		return err
@@ -105,6 +108,13 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	fmt.Fprintf(c.out, "published %s %s seq %d to %s\n", o.env, kind, res.Seq, st)
 	fmt.Fprintf(c.out, "  manifest %s  sha256 %s\n", res.Key, res.Digest)
 	fmt.Fprintf(c.out, "  bundle   %s  sha256 %s  (%d bytes, %s)\n", res.Bundle.Key, res.Bundle.SHA256, res.Bundle.Size, uploadedWord(res.BundleUploaded, res.ConfigOnly))
+	for _, a := range res.Artifacts {
+		how := "already in store: built from the same inputs"
+		if slices.Contains(res.Built, a.Hook) {
+			how = "built now"
+		}
+		fmt.Fprintf(c.out, "  artifact %s  sha256 %s  (%d bytes, build hook %s, %s)\n", a.Key, a.SHA256, a.Size, a.Hook, how)
+	}
 	fmt.Fprintf(c.out, "  source   %s %s@%s\n", res.Source.Repo, res.Source.Branch, short(res.Source.Commit))
 	c.printAwaiting(res, o.store.url, o.trust.policy)
 	return nil

@@ -77,6 +77,15 @@ func (c *CLI) runVerify(ctx context.Context, o verifyOptions) error {
 	if _, err := release.VerifyBundle(ctx, st, rel, pol, c.now()); err != nil {
 		return err
 	}
+	for _, a := range rel.Artifacts {
+		// An artifact is checked as the bundle is: digest, size, contents
+		// and signature.
+		as := *rel
+		as.Bundle = a.BundleRef
+		if _, err := release.VerifyBundle(ctx, st, &as, pol, c.now()); err != nil {
+			return fmt.Errorf("artifact of build hook %q: %w", a.Hook, err)
+		}
+	}
 	if o.json {
 		return c.printJSON(verifyResult{Env: rel.Env, Seq: rel.Seq, Key: v.Key, SHA256: v.Digest, Signers: v.Signers,
 			IssuedAt: rel.IssuedAt, ExpiresAt: rel.ExpiresAt, Bundle: rel.Bundle, Source: rel.Source})
@@ -85,6 +94,9 @@ func (c *CLI) runVerify(ctx context.Context, o verifyOptions) error {
 	fmt.Fprintf(c.out, "  manifest %s  sha256 %s  signed by %s\n", v.Key, v.Digest, strings.Join(v.Signers, ", "))
 	fmt.Fprintf(c.out, "  issued   %s  expires %s\n", rel.IssuedAt.Format(time.RFC3339), rel.ExpiresAt.Format(time.RFC3339))
 	fmt.Fprintf(c.out, "  bundle   %s  sha256 %s  (%d bytes, %d files): digest and signature ok\n", rel.Bundle.Key, rel.Bundle.SHA256, rel.Bundle.Size, rel.Bundle.Files)
+	for _, a := range rel.Artifacts {
+		fmt.Fprintf(c.out, "  artifact %s  sha256 %s  (%d bytes, %d files, build hook %s): digest and signature ok\n", a.Key, a.SHA256, a.Size, a.Files, a.Hook)
+	}
 	fmt.Fprintf(c.out, "  source   %s %s@%s %q\n", rel.Source.Repo, rel.Source.Branch, short(rel.Source.Commit), rel.Source.Message)
 	return nil
 }

@@ -1,5 +1,7 @@
 // Package testenv gives tests the real components they need: a MinIO
-// server on a free loopback port, the cosign CLI, git repositories. A
+// server on a free loopback port, the cosign CLI, git repositories,
+// PostgreSQL, a private Docker engine and, since no image registry is
+// reachable, stand-in images for the app's Compose services. A
 // missing component skips the test on a developer machine and fails it
 // under CI=true, so CI can never go green by skipping.
 //

@@ -25,12 +25,14 @@ type Docker struct {
 	Env []string
 }
 
-// StartDocker starts a private dockerd (no iptables, no bridge: containers
-// use the host network) with its data in a temp dir, and waits until it
-// answers (at most 60s). When t ends, every container is removed, the
-// daemon stopped and its directories removed. It needs root and the
-// docker.io package (dockerd and the docker CLI); otherwise, or when
-// dockerd cannot start, it skips t (fails under CI).
+// StartDocker starts a private dockerd (no iptables, no default bridge:
+// containers use the host network or a user-defined bridge network, whose
+// published ports docker-proxy serves on every host address) with its data
+// in a temp dir, and waits until it answers (at most 60s). When t ends,
+// every container is removed, the daemon stopped and its directories
+// removed. It needs root and the docker.io package (dockerd and the docker
+// CLI); otherwise, or when dockerd cannot start, it skips t (fails under
+// CI).
 func StartDocker(t testing.TB) *Docker {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -100,6 +102,73 @@ func (d *Docker) CLI(t testing.TB, args ...string) string {
 		t.Fatalf("docker %s: %v", strings.Join(args, " "), err)
 	}
 	return string(res.Output)
+}
+
+// WaitHealthy waits until every container (name or id) reports the health
+// status healthy, at most timeout, and returns how long that took. It fails
+// t at once when one has exited or has no healthcheck, and after timeout
+// naming each one not healthy with its status, its last healthcheck output
+// and the tail of its log.
+func (d *Docker) WaitHealthy(t testing.TB, timeout time.Duration, containers ...string) time.Duration {
+	t.Helper()
+	began := time.Now()
+	deadline := began.Add(timeout)
+	for {
+		res, err := proc.Run(context.Background(), proc.Cmd{Name: "docker", Env: d.Env, Timeout: time.Minute, MaxOutput: 1 << 20,
+			Args: append([]string{"inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}"}, containers...)})
+		if err != nil {
+			t.Fatalf("inspecting containers %s: %v", strings.Join(containers, ", "), err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(res.Output)), "\n")
+		if len(lines) != len(containers) {
+			t.Fatalf("docker inspect of %d containers printed %d lines: %s", len(containers), len(lines), res.Output)
+		}
+		var waiting []string
+		for i, line := range lines {
+			status, health, _ := strings.Cut(line, " ")
+			switch {
+			case health == "healthy":
+				continue
+			case health == "none":
+				t.Fatalf("container %s has no healthcheck (status %s)", containers[i], status)
+			case status == "exited" || status == "dead":
+				t.Fatalf("container %s %s before it was healthy:\n%s", containers[i], status, d.describe(containers[i]))
+			}
+			waiting = append(waiting, containers[i]+" ("+status+", "+health+")")
+		}
+		if len(waiting) == 0 {
+			return time.Since(began)
+		}
+		if time.Now().After(deadline) {
+			var b strings.Builder
+			for i, c := range containers {
+				if strings.HasSuffix(lines[i], " healthy") {
+					continue
+				}
+				fmt.Fprintf(&b, "\n%s:\n%s", c, d.describe(c))
+			}
+			t.Fatalf("after %v, not healthy: %s%s", timeout, strings.Join(waiting, ", "), b.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// describe returns a container's health record and the tail of its log,
+// for a failure message.
+func (d *Docker) describe(container string) string {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"inspect", "-f", "state {{json .State.Status}} exit {{.State.ExitCode}} health {{json .State.Health}}", container},
+		{"logs", "--tail", "30", container},
+	} {
+		res, err := proc.Run(context.Background(), proc.Cmd{Name: "docker", Args: args, Env: d.Env, Timeout: time.Minute, MaxOutput: 16 << 10})
+		if err != nil {
+			fmt.Fprintf(&b, "(%v)\n", err) // names the command and quotes its output
+			continue
+		}
+		b.Write(res.Output)
+	}
+	return b.String()
 }
 
 // removeContainers force-removes every container of the engine, so that

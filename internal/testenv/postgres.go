@@ -62,6 +62,39 @@ func PostgresBin() (string, error) {
 // runs as the current user.
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
+	return StartPostgresOpts(t, PostgresOptions{})
+}
+
+// PostgresOptions are the choices of StartPostgresOpts; the zero value is
+// StartPostgres.
+type PostgresOptions struct {
+	// ListenBridges makes the server listen on every address, so that
+	// containers on Docker bridge networks reach it at their gateway (see
+	// Docker.BuildAppStandins). pg_hba.conf then admits, besides loopback
+	// (trusted, as without it), only the private ranges Docker takes its
+	// networks from (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16), and
+	// those only with a password (scram-sha-256): postgres has none, so
+	// only roles a test gave a password log in from there.
+	ListenBridges bool
+}
+
+// bridgeHBA is pg_hba.conf with ListenBridges.
+const bridgeHBA = `# StartPostgresOpts with ListenBridges: loopback trusted, Docker's
+# private ranges with a password, nothing else.
+local   all          all                     trust
+host    all          all    127.0.0.1/32     trust
+host    all          all    ::1/128          trust
+local   replication  all                     trust
+host    replication  all    127.0.0.1/32     trust
+host    replication  all    ::1/128          trust
+host    all          all    10.0.0.0/8       scram-sha-256
+host    all          all    172.16.0.0/12    scram-sha-256
+host    all          all    192.168.0.0/16   scram-sha-256
+`
+
+// StartPostgresOpts is StartPostgres with options.
+func StartPostgresOpts(t testing.TB, opts PostgresOptions) *Postgres {
+	t.Helper()
 	bin, err := PostgresBin()
 	if err != nil {
 		Missing(t, "PostgreSQL server", err.Error())
@@ -107,6 +140,20 @@ func StartPostgres(t testing.TB) *Postgres {
 		t.Fatalf("initdb: %v\n%s", err, res.Output)
 	}
 
+	listen := "127.0.0.1"
+	if opts.ListenBridges {
+		listen = "*"
+		hba := filepath.Join(data, "pg_hba.conf")
+		if err := os.WriteFile(hba, []byte(bridgeHBA), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if uid >= 0 {
+			if err := os.Chown(hba, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
 	port := FreePort(t)
 	logPath := filepath.Join(dir, "postgres.log")
 	logf, err := os.Create(logPath)
@@ -116,7 +163,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	p, err := proc.Start(ctx, proc.Cmd{
 		Name: filepath.Join(bin, "postgres"),
 		Args: []string{"-D", data, "-p", strconv.Itoa(port), "-k", sock,
-			"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+			"-c", "listen_addresses=" + listen, "-c", "fsync=off",
 			"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=50"},
 		Env: env, User: runAs, Output: logf,
@@ -187,4 +234,61 @@ func (p *Postgres) CreateDB(t testing.TB, name string) string {
 		}
 	}
 	return dbURL
+}
+
+// The app's database, as the db service of its docker-compose.yml declares
+// it (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB).
+const (
+	AppDBUser     = "app"
+	AppDBPassword = "app"
+	AppDBName     = "app"
+)
+
+// CreateAppDB creates what the app's db service gets from its image: the
+// role app with password app, and the database app owned by it, with the
+// extensions uuid-ossp and pgcrypto (the only ones the app's DDL uses).
+// It returns postgres://app:app@127.0.0.1:PORT/app?sslmode=disable. Unlike
+// the image, which makes POSTGRES_USER the superuser, the role only gets
+// CREATEDB (for shadow databases): the db stand-in's port is published on
+// every host address, and a superuser with a known password would be a
+// shell on this machine (COPY ... TO PROGRAM). Call it once per server.
+func (p *Postgres) CreateAppDB(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.URL)
+	if err != nil {
+		t.Fatalf("connecting to the test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	role := pgx.Identifier{AppDBUser}.Sanitize()
+	for _, stmt := range []string{
+		// A literal, not a parameter: utility statements take none. The
+		// password is a constant without quotes.
+		fmt.Sprintf("CREATE ROLE %s LOGIN CREATEDB PASSWORD '%s'", role, AppDBPassword),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{AppDBName}.Sanitize(), role),
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("creating the app's role and database (%s): %v", stmt, err)
+		}
+	}
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + AppDBName
+	// The extensions are made by the superuser, so the role needs no more
+	// rights; the DDL's CREATE EXTENSION IF NOT EXISTS finds them.
+	db, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatalf("connecting to database %q: %v", AppDBName, err)
+	}
+	defer db.Close(ctx)
+	for _, ext := range []string{"uuid-ossp", "pgcrypto"} {
+		if _, err := db.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS "+pgx.Identifier{ext}.Sanitize()); err != nil {
+			t.Fatalf("creating extension %s in %q (Debian: package postgresql-contrib or postgresql >= 10): %v", ext, AppDBName, err)
+		}
+	}
+	u.User = url.UserPassword(AppDBUser, AppDBPassword)
+	return u.String()
 }

@@ -150,7 +150,8 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 
 // match returns the digests (mode and content) of the entries that
 // globs match (every entry when globs is empty), and of the env files of
-// spec they match (all of them when globs is empty).
+// spec they match (none when globs is empty: a hook that declares no
+// inputs is built from the code and the dependencies, as before inputs).
 func (ix *Index) match(globs []string, spec *manifest.Spec, envs map[string]string) (files, envFiles map[string]string) {
 	matches := func(p string) bool {
 		if len(globs) == 0 {
@@ -171,7 +172,7 @@ func (ix *Index) match(globs []string, spec *manifest.Spec, envs map[string]stri
 	}
 	envFiles = map[string]string{}
 	for _, f := range spec.EnvFiles {
-		if matches(f.Path) {
+		if len(globs) > 0 && matches(f.Path) {
 			envFiles[f.Path] = envs[f.Path]
 		}
 	}

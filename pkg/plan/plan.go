@@ -510,7 +510,7 @@ func inputsChange(cur *state.Release, rel *manifest.Release, oldIn, newIn manife
 		parts = append(parts, "dependency files")
 	}
 	for _, f := range slices.Sorted(maps.Keys(rel.Inputs.Config.Files)) {
-		if old, ok := cur.Inputs.Config.Files[f]; ok && old != rel.Inputs.Config.Files[f] && matchesAny(globs, f) {
+		if old, ok := cur.Inputs.Config.Files[f]; ok && old != rel.Inputs.Config.Files[f] && len(globs) > 0 && matchesAny(globs, f) {
 			parts = append(parts, "env file "+f)
 		}
 	}

@@ -89,7 +89,17 @@ func Apps(root string, spec *manifest.Spec, envs map[string]map[string]string) (
 			}
 		}
 		nodeArgs, script, args, isNode := manifest.NodeScript(p.Command)
+		mods, rest := preload(nodeArgs)
 		switch {
+		case isNode && p.Mode == "cluster" && len(mods) > 0:
+			// Cluster workers start in PM2's directory and environment:
+			// the entry loads the modules once they are the app's.
+			a.Script, a.Args, a.Interpreter = filepath.Join(root, EntryFile), args, "node"
+			a.Env["COHURON_NODE_PRELOAD"] = preloadEnv(mods)
+			a.Env["COHURON_NODE_SCRIPT"] = script
+			if len(rest) > 0 {
+				a.NodeArgs = rest
+			}
 		case isNode:
 			a.Script, a.Args, a.Interpreter = script, args, "node"
 			if len(nodeArgs) > 0 {
@@ -102,7 +112,9 @@ func Apps(root string, spec *manifest.Spec, envs map[string]map[string]string) (
 		}
 		if p.EnvFile != "" {
 			for k, v := range envs[p.EnvFile] {
-				a.Env[k] = v
+				if _, ours := a.Env[k]; !ours {
+					a.Env[k] = v
+				}
 			}
 		}
 		apps = append(apps, a)
@@ -116,6 +128,14 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, e
 	apps, err := Apps(root, spec, envs)
 	if err != nil {
 		return err
+	}
+	for _, a := range apps {
+		if a.Script == filepath.Join(root, EntryFile) {
+			if err := writeEntry(root); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	if spec.User != "" && os.Geteuid() == 0 {
 		// Never run the app as root: PM2 switches to the app user and its

@@ -54,10 +54,20 @@ func TestApps(t *testing.T) {
 			}},
 		{"node options before the script", manifest.Process{Name: "api", Cwd: "apps/api", Command: []string{"node", "--import", "tsx", "--enable-source-maps", "src/server.ts", "--port=4000"}, Mode: "cluster", Instances: 2},
 			func() app {
+				// Cluster workers start in PM2's directory: the agent's entry
+				// loads tsx from the app's cwd, then the script.
 				a := base("api", "/opt/cohuron/apps/api")
-				a.Script, a.Args, a.Interpreter = "src/server.ts", []string{"--port=4000"}, "node"
-				a.NodeArgs = []string{"--import", "tsx", "--enable-source-maps"}
+				a.Script, a.Args, a.Interpreter = "/opt/cohuron/"+EntryFile, []string{"--port=4000"}, "node"
+				a.NodeArgs = []string{"--enable-source-maps"}
+				a.Env = map[string]string{"COHURON_NODE_PRELOAD": `[["import","tsx"]]`, "COHURON_NODE_SCRIPT": "src/server.ts"}
 				a.ExecMode, a.Instances = "cluster", 2
+				return a
+			}},
+		{"fork mode keeps node options", manifest.Process{Name: "api", Cwd: "apps/api", Command: []string{"node", "--import", "tsx", "src/server.ts"}},
+			func() app {
+				a := base("api", "/opt/cohuron/apps/api")
+				a.Script, a.Args, a.Interpreter = "src/server.ts", []string{}, "node"
+				a.NodeArgs = []string{"--import", "tsx"}
 				return a
 			}},
 		{"node alone is a program", manifest.Process{Name: "repl", Command: []string{"node"}},
@@ -346,5 +356,34 @@ func TestStop(t *testing.T) {
 	// A pm2 that fails every command: Stop cannot tell what runs, and says so.
 	if err := f.m.Stop(context.Background(), []string{"x"}); err == nil || !strings.Contains(err.Error(), "pm2 jlist") {
 		t.Fatalf("Stop with pm2 failing: %v", err)
+	}
+}
+
+func TestPreload(t *testing.T) {
+	mods, rest := preload([]string{"--import", "tsx", "--max-old-space-size=512", "-r", "dotenv/config", "--require=./a.cjs", "--import=x"})
+	want := [][2]string{{"import", "tsx"}, {"require", "dotenv/config"}, {"require", "./a.cjs"}, {"import", "x"}}
+	if !reflect.DeepEqual(mods, want) || !reflect.DeepEqual(rest, []string{"--max-old-space-size=512"}) {
+		t.Fatalf("preload: %q, %q", mods, rest)
+	}
+}
+
+func TestWriteEntryStaysInTheRelease(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	if err := writeEntry(dir); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, EntryFile)); err != nil || !strings.Contains(string(data), "COHURON_NODE_SCRIPT") {
+		t.Fatalf("entry: %v %q", err, data)
+	}
+	// The release's owner points the agent's directory elsewhere: refused.
+	evil := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(evil, ".cohuron-agent")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeEntry(evil); err == nil {
+		t.Fatal("wrote through a symlink out of the release")
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("wrote outside the release: %v", entries)
 	}
 }

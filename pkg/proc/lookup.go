@@ -17,16 +17,8 @@ func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
-	path := defaultPath
-	for _, kv := range env { // the last PATH wins, as in the child
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if !filepath.IsAbs(dir) {
-			continue
-		}
+	path := pathOf(env)
+	for _, dir := range pathDirs(path) {
 		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
 			return p, nil
@@ -34,6 +26,36 @@ func lookPath(name string, env []string) (string, error) {
 	}
 	return "", &notFoundError{name: name, path: path}
 }
+
+// pathOf is the PATH of env: the last one wins, as in the child;
+// defaultPath when env has none.
+func pathOf(env []string) string {
+	path := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	return path
+}
+
+// pathDirs are the entries of path that lookPath searches: the absolute
+// ones, in order.
+func pathDirs(path string) []string {
+	var dirs []string
+	for _, dir := range filepath.SplitList(path) {
+		if filepath.IsAbs(dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs
+}
+
+// PathDirs returns the directories LookPath and Run search, in order, for
+// a name without a slash: the absolute entries of the last PATH in env,
+// or of the default PATH when env has none. For callers that must
+// predict which file Run would start without starting it (pkg/preflight).
+func PathDirs(env []string) []string { return pathDirs(pathOf(env)) }
 
 // LookPath finds name as Run would: in the PATH of env, never in the
 // current directory. For libraries that start a program themselves

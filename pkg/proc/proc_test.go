@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -485,5 +486,24 @@ func TestStartContextCancelStops(t *testing.T) {
 	}
 	if err := p.Wait(); !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait = %v, want context.Canceled", err)
+	}
+}
+
+func TestPathDirs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"no PATH: the default", nil, []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}},
+		{"relative and empty entries dropped", []string{"PATH=bin::/usr/bin:./x:/opt/bin"}, []string{"/usr/bin", "/opt/bin"}},
+		{"the last PATH wins", []string{"PATH=/a", "HOME=/root", "PATH=/b"}, []string{"/b"}},
+		{"empty PATH searches nothing", []string{"PATH="}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := proc.PathDirs(tc.env); !slices.Equal(got, tc.want) {
+				t.Errorf("PathDirs(%q) = %q, want %q", tc.env, got, tc.want)
+			}
+		})
 	}
 }

@@ -11,8 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -43,6 +46,17 @@ type Publisher struct {
 	Log     *slog.Logger
 	// Progress wraps an upload body to report progress; nil for none.
 	Progress func(label string, size int64, r io.Reader) io.Reader
+	// Builder runs publish-time build hooks (nil: a release with one is
+	// refused unless its artifact is already in the store).
+	Builder Builder
+
+	temps []string // downloads, removed when a publish ends
+}
+
+// Builder builds the outputs of a publish-time hook from a bundle into
+// an archive at out (pkg/artifact).
+type Builder interface {
+	Build(ctx context.Context, spec *manifest.Spec, in manifest.Inputs, h manifest.Hook, bundlePath string, mtime time.Time, out string) (*LocalBundle, error)
 }
 
 // LocalBundle is a bundle built on this machine, in a file.
@@ -86,6 +100,10 @@ type Result struct {
 	AwaitingSignatures int             `json:"awaitingSignatures,omitempty"`
 	Source             manifest.Source `json:"source"`
 	Inputs             manifest.Inputs `json:"inputs"`
+	// Artifacts of the publish-time hooks; Built names those built now
+	// (the others were in the store already, built from the same inputs).
+	Artifacts []manifest.Artifact `json:"artifacts,omitempty"`
+	Built     []string            `json:"built,omitempty"`
 }
 
 // Publish uploads the bundle (if any), then claims the next seq with the
@@ -122,7 +140,11 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Inputs = rel.Inputs
+	defer p.cleanup()
+	if res.Built, err = p.artifacts(ctx, req, rel); err != nil {
+		return nil, err
+	}
+	res.Inputs, res.Artifacts = rel.Inputs, rel.Artifacts
 	if err := p.claim(ctx, rel, req.Policy, res); err != nil {
 		return nil, err
 	}
@@ -135,6 +157,141 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	}
 	p.Log.Info("published release", "env", env, "seq", rel.Seq, "bundle", res.Bundle.Key, "configOnly", res.ConfigOnly)
 	return res, nil
+}
+
+// ArtifactKey is where the artifact of hook name built from inputs digest
+// lives: the same inputs name the same artifact, so an unchanged hook is
+// never built again, whichever release asks for it.
+func ArtifactKey(hook, digest string) string {
+	d := strings.TrimPrefix(digest, "sha256:")
+	if len(d) > 16 {
+		d = d[:16]
+	}
+	return store.BundleKey("artifact-" + hook + "-" + d + ".tar.gz")
+}
+
+// artifacts gives rel an artifact for each publish-time hook: the one in
+// the store for the hook's inputs, or one built now from the bundle, and
+// signs it with our keys.
+func (p *Publisher) artifacts(ctx context.Context, req Request, rel *manifest.Release) (built []string, err error) {
+	var bundlePath string
+	for _, h := range rel.Spec.Build {
+		if !h.AtPublish() {
+			continue
+		}
+		in := rel.Inputs.Hooks[h.Name]
+		key := ArtifactKey(h.Name, in.Digest)
+		lb, err := p.storedArtifact(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			if p.Builder == nil {
+				return nil, fault.Usage(fmt.Errorf("build hook %q runs at publish time and %s is not in %s: this publisher cannot build it", h.Name, key, p.Store))
+			}
+			if bundlePath == "" {
+				if bundlePath, err = p.bundlePath(ctx, req, rel); err != nil {
+					return nil, err
+				}
+			}
+			out := filepath.Join(filepath.Dir(bundlePath), filepath.Base(key))
+			p.Log.Info("building at publish time", "hook", h.Name, "inputs", in.Digest)
+			lb, err = p.Builder.Build(ctx, &rel.Spec, rel.Inputs, h, bundlePath, rel.Source.Time, out)
+			if err == nil {
+				lb.Name = path.Base(key)
+				built = append(built, h.Name)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("artifact of build hook %q: %w", h.Name, err)
+		}
+		if _, err := p.uploadBundle(ctx, lb); err != nil {
+			return nil, fmt.Errorf("artifact of build hook %q: %w", h.Name, err)
+		}
+		rel.Artifacts = append(rel.Artifacts, manifest.Artifact{Hook: h.Name, Inputs: in.Digest,
+			BundleRef: manifest.BundleRef{Key: key, SHA256: lb.SHA256, Size: lb.Size, Files: len(lb.Index.Entries), Unpacked: lb.Index.Unpacked()}})
+	}
+	return built, nil
+}
+
+// storedArtifact downloads and indexes the artifact at key, when the
+// store has it. Only one that one of our keys signed is taken (and then
+// signed by the others): anyone who can write to the store could have
+// put the bytes there, and we would sign them.
+func (p *Publisher) storedArtifact(ctx context.Context, key string) (*LocalBundle, error) {
+	if _, err := p.Store.Stat(ctx, key); err != nil {
+		return nil, err
+	}
+	lb, err := p.download(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := ReadSigs(ctx, p.Store, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("reading the signatures of %s: %w", key, err)
+	}
+	digest, _ := hex.DecodeString(lb.SHA256)
+	for _, s := range p.Signers {
+		pub, err := signing.PublicKey(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(sigs, func(sig []byte) bool { return signing.VerifyDigest(pub, sig, digest) == nil }) {
+			return lb, nil
+		}
+	}
+	return nil, &trust.VerificationError{Check: "stored artifact " + key, Expected: "a signature by one of the publishing keys (an artifact this publisher built)",
+		Found: fmt.Sprintf("%d signature(s), none by them; remove the object if no publisher of ours wrote it", len(sigs))}
+}
+
+// download copies an archive of the store into a temp file and indexes it.
+func (p *Publisher) download(ctx context.Context, key string) (*LocalBundle, error) {
+	rc, _, err := p.Store.Get(ctx, key, "")
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp("", "publisher-*.tar.gz")
+	if err != nil {
+		return nil, err
+	}
+	p.temps = append(p.temps, f.Name())
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), rc)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	ix, err := bundle.ReadIndex(f, bundle.ReadLimits{})
+	if err != nil {
+		return nil, fault.Rejected(fmt.Errorf("%s: %w", key, err))
+	}
+	return &LocalBundle{Path: f.Name(), Name: path.Base(key), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, Index: ix}, nil
+}
+
+// bundlePath is the bundle of rel on disk: the one being published, or,
+// for a config-only release, the kept one downloaded (and checked
+// against its signed digest).
+func (p *Publisher) bundlePath(ctx context.Context, req Request, rel *manifest.Release) (string, error) {
+	if req.Bundle != nil {
+		return req.Bundle.Path, nil
+	}
+	lb, err := p.download(ctx, rel.Bundle.Key)
+	if err != nil {
+		return "", fmt.Errorf("the kept bundle %s: %w", rel.Bundle.Key, err)
+	}
+	if lb.SHA256 != rel.Bundle.SHA256 {
+		return "", &trust.VerificationError{Check: "bundle digest", Expected: "sha256 " + rel.Bundle.SHA256 + " (signed)", Found: "sha256 " + lb.SHA256}
+	}
+	return lb.Path, nil
+}
+
+// cleanup removes what the publisher downloaded.
+func (p *Publisher) cleanup() {
+	for _, t := range p.temps {
+		os.Remove(t)
+	}
+	p.temps = nil
 }
 
 // newRelease is the release manifest of req, without its seq: the

@@ -208,5 +208,15 @@ func (p *Policy) CheckRelease(rel *manifest.Release, digest string, exp Expect) 
 	if rel.Bundle.Unpacked > int64(lim.UnpackedBytes) {
 		return reject("bundle unpacked size", fmt.Sprintf("at most %d bytes", lim.UnpackedBytes), fmt.Sprintf("%d bytes", rel.Bundle.Unpacked), nil)
 	}
+	for _, a := range rel.Artifacts {
+		switch {
+		case a.Size > int64(lim.BundleBytes):
+			return reject("artifact size", fmt.Sprintf("at most %d bytes (limits.bundleBytes)", lim.BundleBytes), fmt.Sprintf("%d bytes (%s)", a.Size, a.Key), nil)
+		case a.Files > lim.Files:
+			return reject("artifact file count", fmt.Sprintf("at most %d", lim.Files), fmt.Sprintf("%d (%s)", a.Files, a.Key), nil)
+		case a.Unpacked > int64(lim.UnpackedBytes):
+			return reject("artifact unpacked size", fmt.Sprintf("at most %d bytes", lim.UnpackedBytes), fmt.Sprintf("%d bytes (%s)", a.Unpacked, a.Key), nil)
+		}
+	}
 	return nil
 }
