@@ -172,12 +172,17 @@ func (c *CLI) build(ctx context.Context, cfg Config, log *slog.Logger) (*agent.A
 	if cfg.ProcessManager == "systemd" {
 		procs = &systemd.Manager{UnitDir: cfg.UnitDir, Env: baseEnv, Run: proc.Run}
 	}
+	var legacy agent.LegacyProcesses
+	if h := cfg.LegacyPM2Home; h != "" && h != "off" && h != cfg.PM2Home {
+		legacy = &pm2.Legacy{M: &pm2.Manager{Bin: cfg.PM2, Home: h, Env: baseEnv, Run: proc.Run}}
+	}
 	a := &agent.Agent{
 		Cfg: agent.Config{StoreURL: cfg.Store, Env: cfg.Env, HostID: cfg.HostID, Root: cfg.Root,
 			Backups: cfg.Backups, StateDir: cfg.StateDir, Keep: cfg.Keep, SecretsRefresh: cfg.SecretsRefresh.Duration},
 		Store: st, Policy: pol, Fetch: f.Fetch,
 		Secrets: secretChain(cfg),
 		Procs:   procs,
+		Legacy:  legacy,
 		Health:  &health.Checker{Env: baseEnv, Dir: cfg.Root, Now: c.now},
 		ToolEnv: toolEnv(),
 		Now:     c.now, Log: log,
@@ -243,6 +248,9 @@ func (c *CLI) plan(ctx context.Context, a *agent.Agent, asJSON bool) error {
 	}
 	for _, u := range out.Plan.Unobserved {
 		fmt.Fprintf(c.out, "not observed: %s\n", u)
+	}
+	for _, p := range out.Preflight {
+		fmt.Fprintf(c.out, "preflight: %s\n", p)
 	}
 	switch {
 	case out.Result == agent.ResultUpToDate:
@@ -362,6 +370,11 @@ func (c *CLI) run(ctx context.Context, a *agent.Agent, cfg Config, log *slog.Log
 				}
 			}
 		}()
+	}
+	if err := a.PreflightCurrent(); err != nil {
+		// Logged, not fatal: the running release keeps running, and each
+		// converge checks again before it changes anything.
+		log.Error("this host cannot run the current release as it is", "err", err)
 	}
 	backoff := time.Duration(0)
 	ready := false

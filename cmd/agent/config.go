@@ -37,12 +37,17 @@ type Config struct {
 	UnitDir        string            `yaml:"unitDir,omitempty"`        // systemd units (default /etc/systemd/system)
 	PM2            string            `yaml:"pm2,omitempty"`            // pm2 executable
 	PM2Home        string            `yaml:"pm2Home,omitempty"`        // default <stateDir>/pm2
-	AppLogDir      string            `yaml:"appLogDir,omitempty"`      // app output under PM2 when run as spec.user (default /var/log/cohuron)
-	SecretsDir     string            `yaml:"secretsDir,omitempty"`
-	AWSRegion      string            `yaml:"awsRegion,omitempty"`
-	S3Endpoint     string            `yaml:"s3Endpoint,omitempty"`
-	StoreTimeout   manifest.Duration `yaml:"storeTimeout,omitempty"` // a stalled S3 request fails after this (default 30s)
-	LogFormat      string            `yaml:"logFormat,omitempty"`    // text or json (default: json under systemd)
+	// LegacyPM2Home is the PM2_HOME of the old deploy script's daemon
+	// (it ran as root over SSM): the first release activated on an adopted
+	// host stops it, a rollback to the adopted tree resurrects it
+	// (default /root/.pm2; "off": leave it alone).
+	LegacyPM2Home string            `yaml:"legacyPM2Home,omitempty"`
+	AppLogDir     string            `yaml:"appLogDir,omitempty"` // app output under PM2 when run as spec.user (default /var/log/cohuron)
+	SecretsDir    string            `yaml:"secretsDir,omitempty"`
+	AWSRegion     string            `yaml:"awsRegion,omitempty"`
+	S3Endpoint    string            `yaml:"s3Endpoint,omitempty"`
+	StoreTimeout  manifest.Duration `yaml:"storeTimeout,omitempty"` // a stalled S3 request fails after this (default 30s)
+	LogFormat     string            `yaml:"logFormat,omitempty"`    // text or json (default: json under systemd)
 	// SecretsRefresh is how often `run` resolves the running release's
 	// secrets again, to notice one rotated behind an unchanged reference
 	// (default 5m; 0 turns it off: only new releases resolve secrets).
@@ -54,7 +59,7 @@ func defaults() Config {
 	return Config{
 		Root: "/opt/cohuron", Backups: "/opt/cohuron-backups", StateDir: "/var/lib/cohuron-agent",
 		Interval: manifest.Duration{Duration: 30 * time.Second}, Jitter: manifest.Duration{Duration: 5 * time.Second},
-		HostID: host, MetricsAddr: "127.0.0.1:9464", Keep: 5, PM2: "pm2",
+		HostID: host, MetricsAddr: "127.0.0.1:9464", Keep: 5, PM2: "pm2", LegacyPM2Home: "/root/.pm2",
 		S3Endpoint: envvars.S3Endpoint.Get(),
 	}
 }
@@ -86,6 +91,7 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 	str(&c.ProcessManager, "process-manager", "pm2 (default) or systemd")
 	str(&c.UnitDir, "unit-dir", "where the systemd manager writes units (default /etc/systemd/system)")
 	str(&c.PM2Home, "pm2-home", "PM2_HOME (default <state-dir>/pm2)")
+	str(&c.LegacyPM2Home, "legacy-pm2-home", "PM2_HOME of the old deploy script's PM2, stopped when an adopted host first activates a release (default /root/.pm2; off)")
 	str(&c.AppLogDir, "app-log-dir", "application output under PM2 when processes run as spec.user (default /var/log/cohuron)")
 	str(&c.SecretsDir, "secrets-dir", "root for {file: PATH} secret references")
 	str(&c.S3Endpoint, "s3-endpoint", "S3 endpoint override (MinIO)")
@@ -127,6 +133,8 @@ func addConfigFlags(fs *flag.FlagSet) *configFlags {
 				dst.UnitDir = c.UnitDir
 			case "pm2-home":
 				dst.PM2Home = c.PM2Home
+			case "legacy-pm2-home":
+				dst.LegacyPM2Home = c.LegacyPM2Home
 			case "app-log-dir":
 				dst.AppLogDir = c.AppLogDir
 			case "secrets-dir":

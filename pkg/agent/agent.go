@@ -45,6 +45,15 @@ type Processes interface {
 	Status(ctx context.Context) (map[string]pm2.Status, error)
 }
 
+// LegacyProcesses are the processes the old deploy script left running
+// on an adopted host (its own PM2 daemon).
+type LegacyProcesses interface {
+	// Stop stops them; nothing running is not an error.
+	Stop(ctx context.Context) error
+	// Restore starts them again as the old script left them (best it can).
+	Restore(ctx context.Context) error
+}
+
 // Agent converges one host.
 type Agent struct {
 	Cfg     Config
@@ -53,6 +62,9 @@ type Agent struct {
 	Fetch   func(ctx context.Context, rel *manifest.Release, dst string) error
 	Secrets secrets.Resolver
 	Procs   Processes
+	// Legacy, when set, is stopped when the first release activates on an
+	// adopted host and restored if that host rolls back to the adopted tree.
+	Legacy  LegacyProcesses
 	Health  *health.Checker
 	Now     func() time.Time
 	Log     *slog.Logger
@@ -63,6 +75,9 @@ type Agent struct {
 	ToolEnv []string
 	// Compose is the compose client; nil finds one on first use.
 	Compose *compose.Client
+	// Preflight checks the host can run a spec before anything changes;
+	// nil is pkg/preflight against this host with ToolEnv.
+	Preflight func(spec *manifest.Spec) error
 	// CrashAt is for crash-injection tests only: the agent kills itself
 	// with SIGKILL when it reaches this journal point (see crashPoint).
 	CrashAt string

@@ -52,10 +52,13 @@ func (a *Agent) switchRoot(dir string) error {
 	return state.SyncDir(filepath.Dir(a.Cfg.Root))
 }
 
+// adoptedPrefix starts the directory name of an adopted tree.
+const adoptedPrefix = "adopted-"
+
 // adopt turns a plain root directory (the old deploy script's) into the
 // first backup, and the root into a symlink to it.
 func (a *Agent) adopt() (*state.Release, error) {
-	id := "adopted-" + a.Now().UTC().Format("20060102-150405")
+	id := adoptedPrefix + a.Now().UTC().Format("20060102-150405")
 	dst := filepath.Join(a.releasesDir(), id)
 	if err := os.MkdirAll(a.releasesDir(), 0o755); err != nil {
 		return nil, err
@@ -82,7 +85,7 @@ func (a *Agent) recoverRoot(st *state.State) error {
 	if _, err := os.Lstat(a.Cfg.Root); !errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	adopted, _ := filepath.Glob(filepath.Join(a.releasesDir(), "adopted-*"))
+	adopted, _ := filepath.Glob(filepath.Join(a.releasesDir(), adoptedPrefix+"*"))
 	if st.Current == nil && len(adopted) > 0 {
 		sort.Strings(adopted)
 		a.Log.Warn("root is missing after an interrupted adoption; linking it back", "to", adopted[len(adopted)-1])

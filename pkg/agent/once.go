@@ -20,6 +20,7 @@ import (
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/plan"
+	"github.com/cohuron/deploy/pkg/preflight"
 	"github.com/cohuron/deploy/pkg/proc"
 	"github.com/cohuron/deploy/pkg/release"
 	"github.com/cohuron/deploy/pkg/secrets"
@@ -34,6 +35,8 @@ type Outcome struct {
 	Seq     uint64    `json:"seq"`
 	Plan    plan.Plan `json:"plan"`
 	Blocked string    `json:"blocked,omitempty"`
+	// Preflight lists what this host lacks to run the release (agent plan).
+	Preflight []string `json:"preflight,omitempty"`
 }
 
 // Results of a reconcile.
@@ -107,6 +110,9 @@ func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
 	}
 	d, out, err := a.poll(ctx, st, true)
 	if err != nil || out != nil {
+		if err == nil && st.Current != nil && st.Current.Spec != nil {
+			err = a.planPreflight(out, st.Current.Spec)
+		}
 		return out, err
 	}
 	p := plan.Make(plan.Desired{Release: d.v.Release, Digest: d.v.Digest}, st.Current, d.obs)
@@ -114,7 +120,39 @@ func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
 	if p.UpToDate() {
 		res = ResultUpToDate
 	}
-	return &Outcome{Result: res, Seq: d.v.Release.Seq, Plan: p}, nil
+	out = &Outcome{Result: res, Seq: d.v.Release.Seq, Plan: p}
+	return out, a.planPreflight(out, &d.v.Release.Spec)
+}
+
+// planPreflight adds what this host lacks to run spec to a plan's outcome.
+func (a *Agent) planPreflight(out *Outcome, spec *manifest.Spec) error {
+	err := a.preflight(spec)
+	var pe *preflight.Error
+	if errors.As(err, &pe) {
+		for _, pr := range pe.Problems {
+			out.Preflight = append(out.Preflight, pr.String())
+		}
+	}
+	return err
+}
+
+// preflight checks that this host can run spec: its user exists and every
+// tool a step needs is executable by whoever runs it. Each problem says
+// the fix.
+func (a *Agent) preflight(spec *manifest.Spec) error {
+	if a.Preflight != nil {
+		return a.Preflight(spec)
+	}
+	return preflight.Check(spec, a.ToolEnv).Err()
+}
+
+// Preflight checks the running release's spec on this host (at start).
+func (a *Agent) PreflightCurrent() error {
+	st, err := a.states.Load()
+	if err != nil || st.Current == nil || st.Current.Spec == nil {
+		return err
+	}
+	return a.preflight(st.Current.Spec)
 }
 
 // poll finds the desired release. It returns an Outcome when the reconcile
@@ -439,6 +477,12 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	p := plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
 	out := &Outcome{Seq: rel.Seq, Plan: p}
 	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
+	if err := a.preflight(&rel.Spec); err != nil {
+		// The host, not the release, lacks something: nothing is touched,
+		// and the next poll looks again.
+		attempt.Blocked = "host preflight: fix the host (see the error)"
+		return a.fail(ctx, st, attempt, out, err)
+	}
 	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
 	if sameRelease && st.Last != nil && st.Desired > rel.Seq {
 		// A repair of the running release: the newer seq stays blocked.
@@ -883,6 +927,13 @@ func (a *Agent) activate(ctx context.Context, j *state.Journal, p plan.Plan, spe
 	}
 	if len(restart) == 0 {
 		return nil
+	}
+	if a.Legacy != nil && strings.HasPrefix(filepath.Base(j.PrevDir), adoptedPrefix) {
+		// The old deploy script's processes hold the ports: they go just
+		// before ours start (the only downtime of a migration).
+		if err := a.Legacy.Stop(ctx); err != nil {
+			return err
+		}
 	}
 	if err := a.Procs.Apply(ctx, a.Cfg.Root, spec, envs, restart); err != nil {
 		return err

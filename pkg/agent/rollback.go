@@ -69,7 +69,12 @@ func (a *Agent) restore(ctx context.Context, rel *state.Release, failed *manifes
 			for _, p := range failed.Processes {
 				names = append(names, p.Name)
 			}
-			return a.Procs.Stop(ctx, names)
+			if err := a.Procs.Stop(ctx, names); err != nil {
+				return err
+			}
+		}
+		if a.Legacy != nil {
+			return a.Legacy.Restore(ctx)
 		}
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cohuron/deploy/pkg/manifest"
@@ -311,4 +312,66 @@ func (m *Manager) logDirs(u *user.User) (rootDir, userDir string, err error) {
 		return "", "", fmt.Errorf("handing %s to %s: %w", userDir, u.Username, err)
 	}
 	return rootDir, userDir, nil
+}
+
+// Legacy is the PM2 daemon the old deploy script left (as root, in
+// PM2_HOME /root/.pm2 by default), whose processes hold the ports the
+// agent's need: stopped when the agent first activates a release on an
+// adopted host, brought back (from the list the old script saved) if the
+// agent rolls back to the adopted tree.
+type Legacy struct {
+	M *Manager // Home is the old daemon's PM2_HOME
+}
+
+// present reports whether the old daemon's home holds anything to act on.
+func (l *Legacy) present() bool {
+	if l == nil || l.M == nil || l.M.Home == "" {
+		return false
+	}
+	_, err := os.Stat(l.M.Home)
+	return err == nil
+}
+
+// Stop kills the old daemon and its processes (pm2 kill); its saved
+// process list stays for Restore. Nothing there is nothing to do.
+func (l *Legacy) Stop(ctx context.Context) error {
+	if !l.present() {
+		return nil
+	}
+	if !daemonAlive(l.M.Home) {
+		return nil
+	}
+	if _, err := l.M.pm2(ctx, "kill"); err != nil {
+		return fmt.Errorf("stopping the old deploy script's PM2 (PM2_HOME %s): %w", l.M.Home, err)
+	}
+	return nil
+}
+
+// Restore starts the old daemon again with the processes the old script
+// saved (pm2 resurrect), when it saved any.
+func (l *Legacy) Restore(ctx context.Context) error {
+	if !l.present() {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(l.M.Home, "dump.pm2")); err != nil {
+		return nil
+	}
+	if daemonAlive(l.M.Home) {
+		return nil // never stopped: resurrecting would start its processes twice
+	}
+	if _, err := l.M.pm2(ctx, "resurrect"); err != nil {
+		return fmt.Errorf("bringing back the old deploy script's PM2 processes (PM2_HOME %s): %w", l.M.Home, err)
+	}
+	return nil
+}
+
+// daemonAlive reports whether the PM2 daemon of home runs (its pid file
+// names a live process).
+func daemonAlive(home string) bool {
+	data, err := os.ReadFile(filepath.Join(home, "pm2.pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	return err == nil && pid > 0 && syscall.Kill(pid, 0) == nil
 }
