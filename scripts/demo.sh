@@ -69,8 +69,9 @@ run agent once --config "$demo/agent.yaml" 2>/dev/null
 health
 
 step "A release whose health check fails: the agent rolls back automatically (exit 4)"
-sed 's#url: "http://127.0.0.1:'"$port"'/api/health"#url: "http://127.0.0.1:'"$port"'/api/v1/health"#; s/within: 30s/within: 5s/' "$demo/demo.yaml" > "$demo/demo-broken.yaml"
-run publisher publish --env demo --store "$store" --key "$demo/keys/cosign.key" --manifest "$demo/demo-broken.yaml"
+mkdir -p "$demo/broken"
+sed 's#url: "http://127.0.0.1:'"$port"'/api/health"#url: "http://127.0.0.1:'"$port"'/api/v1/health"#; s/within: 30s/within: 5s/' "$demo/demo.yaml" > "$demo/broken/demo.yaml"
+run publisher publish --env demo --store "$store" --key "$demo/keys/cosign.key" --manifest "$demo/broken/demo.yaml"
 set +e
 run agent once --config "$demo/agent.yaml" 2>/dev/null
 code=$?

@@ -59,7 +59,7 @@ var commands = []command{
 	{"publish", "upload a bundle and a signed release (config-only without --repo)", (*CLI).publish},
 	{"sign", "co-sign a published release for a policy that needs several signers", (*CLI).sign},
 	{"verify", "verify the latest release end to end, as an agent would", (*CLI).verify},
-	{"check", "validate environment manifests and trust policies (for pull requests)", (*CLI).check},
+	{"check", "validate environment manifests (with --repo, against the app's bundle too) and trust policies (for pull requests)", (*CLI).check},
 	{"preview", "what publishing a changed environment manifest would do to the hosts, and why (for pull requests)", (*CLI).preview},
 	{"rollback", "publish a new release that points at the bundle and spec of an older one", (*CLI).rollback},
 	{"status", "one row per host: release, health, last converge, error", (*CLI).status},

@@ -68,14 +68,15 @@ func (c *CLI) preview(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	env, err := loadEnvironment(o.manifest, o.env)
+	const refused = "nothing was previewed"
+	m, err := loadEnvironment(o.manifest, o.env)
 	if err != nil {
-		return err
+		return c.refused(err, refused)
 	}
 	p := &release.Publisher{Store: st, Now: c.now, Log: c.log}
-	pv, err := p.Preview(ctx, release.Request{Env: env, Policy: pol})
+	pv, err := p.Preview(ctx, release.Request{Env: m.env, Policy: pol, Check: m.fit})
 	if err != nil {
-		return err
+		return c.refused(err, refused)
 	}
 	cur := pv.Current.Release
 	res := previewResult{

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/gitbundle"
-	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
 )
 
@@ -64,15 +61,16 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	if err != nil {
 		return err
 	}
-	env, err := loadEnvironment(o.manifest, o.env)
+	const refused = "nothing was published"
+	m, err := loadEnvironment(o.manifest, o.env)
 	if err != nil {
-		return err
+		return c.refused(err, refused)
 	}
 	signers, err := c.signers(ctx, o.keys)
 	if err != nil {
 		return err
 	}
-	req := release.Request{Env: env, TTL: o.ttl}
+	req := release.Request{Env: m.env, TTL: o.ttl, Check: m.fit}
 	if o.trust.policy != "" {
 		if req.Policy, err = o.trust.load(ctx, c.password(false)); err != nil {
 			return err
@@ -96,7 +94,7 @@ func (c *CLI) runPublish(ctx context.Context, o publishOptions) error {
 	p := &release.Publisher{Store: st, Signers: signers, Now: c.now, Log: c.log, Progress: c.progress, Builder: c.builder(o.build)}
 	res, err := p.Publish(ctx, req)
 	if err != nil {
-		return err
+		return c.refused(err, refused)
 	}
 	if o.json {
 		return c.printJSON(res)
@@ -143,24 +141,4 @@ func short(commit string) string {
 		return commit[:12]
 	}
 	return commit
-}
-
-// loadEnvironment reads and validates an environment manifest and checks
-// it is the environment asked for.
-func loadEnvironment(file, env string) (*manifest.Environment, error) {
-	data, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fault.Usage(fmt.Errorf("environment manifest %s not found (pass --manifest)", file))
-	}
-	if err != nil {
-		return nil, err
-	}
-	e, err := manifest.ParseEnvironment(file, data)
-	if err != nil {
-		return nil, fault.Rejected(err)
-	}
-	if env != "" && e.Metadata.Name != env {
-		return nil, fault.Usage(fmt.Errorf("%s is environment %q, not %q", file, e.Metadata.Name, env))
-	}
-	return e, nil
 }

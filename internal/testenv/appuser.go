@@ -20,11 +20,20 @@ const AppUserName = "cohuron-app"
 // skips t (fails under CI).
 func AppUser(t testing.TB) string {
 	t.Helper()
+	return SystemUser(t, AppUserName)
+}
+
+// SystemUser makes sure the unprivileged system account name exists
+// (home /var/lib/NAME, no login shell), as an operator would create it
+// with useradd, and returns name. It needs root; otherwise it skips t
+// (fails under CI).
+func SystemUser(t testing.TB, name string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		Missing(t, "an unprivileged app user", "tests must run as root to switch users")
 	}
-	if exec.Command("id", "-u", AppUserName).Run() == nil {
-		return AppUserName
+	if exec.Command("id", "-u", name).Run() == nil {
+		return name
 	}
 	useradd, err := exec.LookPath("useradd")
 	if err != nil {
@@ -35,15 +44,15 @@ func AppUser(t testing.TB) string {
 	// fails re-checks and retries for a while.
 	var last string
 	for attempt := 0; attempt < 50; attempt++ {
-		out, err := exec.Command(useradd, "--system", "--create-home", "--home-dir", "/var/lib/"+AppUserName,
-			"--shell", "/usr/sbin/nologin", AppUserName).CombinedOutput()
-		if exec.Command("id", "-u", AppUserName).Run() == nil {
-			return AppUserName
+		out, err := exec.Command(useradd, "--system", "--create-home", "--home-dir", "/var/lib/"+name,
+			"--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		if exec.Command("id", "-u", name).Run() == nil {
+			return name
 		}
 		last = fmt.Sprintf("%v: %s", err, strings.TrimSpace(string(out)))
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("creating user %s: %s", AppUserName, last)
+	t.Fatalf("creating user %s: %s", name, last)
 	return ""
 }
 

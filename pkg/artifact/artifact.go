@@ -77,6 +77,9 @@ func (b *Builder) Build(ctx context.Context, spec *manifest.Spec, in manifest.In
 		return nil, err
 	}
 	dir, logs := filepath.Join(work, "tree"), filepath.Join(work, "logs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(bundlePath)
 	if err != nil {
 		return nil, err

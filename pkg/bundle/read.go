@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -77,4 +79,50 @@ func ReadIndex(r io.Reader, lim ReadLimits) (*Index, error) {
 		}
 	}
 	return ix, nil
+}
+
+// ReadFile returns the content of the regular file name in the tar.gz
+// bundle read from r, refusing one over max bytes (0: no cap). Like
+// ReadIndex, it is for a bundle built here or verified against a signed
+// digest. A name the bundle does not hold as a regular file is an error
+// that matches fs.ErrNotExist.
+func ReadFile(r io.Reader, name string, max int64) ([]byte, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading bundle: not gzip data: %w", err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: no such file in the bundle: %w", name, fs.ErrNotExist)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading bundle: %w", err)
+		}
+		if hdr.Name != name {
+			continue
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			return nil, fmt.Errorf("%s: not a regular file of the bundle: %w", name, fs.ErrNotExist)
+		}
+		if max > 0 && hdr.Size > max {
+			return nil, fmt.Errorf("%s: %d bytes, over the limit of %d bytes", name, hdr.Size, max)
+		}
+		return io.ReadAll(tr)
+	}
+}
+
+// FileReader reads files of the bundle at path, a tar.gz on disk, one
+// ReadFile each (compose files and the like, not the whole tree).
+func FileReader(path string, max int64) func(name string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return ReadFile(f, name, max)
+	}
 }

@@ -13,15 +13,23 @@ const MaxManifestBytes = 1 << 20
 // ParseEnvironment decodes and validates an environment manifest. Errors
 // are *strictyaml.Error with one file:line problem each.
 func ParseEnvironment(file string, data []byte) (*Environment, error) {
+	env, _, err := ParseEnvironmentDocument(file, data)
+	return env, err
+}
+
+// ParseEnvironmentDocument is ParseEnvironment that also returns the
+// document, so that problems found later (against a bundle, say) name the
+// line of their field.
+func ParseEnvironmentDocument(file string, data []byte) (*Environment, *strictyaml.Document, error) {
 	var env Environment
 	doc, err := strictyaml.Decode(file, data, MaxManifestBytes, &env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if perr := doc.Problems(file, env.Validate()); perr != nil {
-		return nil, perr
+		return nil, nil, perr
 	}
-	return &env, nil
+	return &env, doc, nil
 }
 
 // ParseRelease decodes and validates a release manifest. Call it only on

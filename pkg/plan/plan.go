@@ -183,7 +183,7 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 			add(Install, "", "%s", why)
 		}
 		for _, h := range rel.Spec.Build {
-			add(Build, h.Name, "%s", why)
+			add(Build, h.Name, "%s", buildWhy(h, why))
 		}
 		services(add, skip, rel, nil, obs)
 		schema(add, skip, rel, nil, obs)
@@ -212,7 +212,7 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 				add(Install, "", "%s", reinstall)
 			}
 			for _, h := range rel.Spec.Build {
-				add(Build, h.Name, "%s", reinstall)
+				add(Build, h.Name, "%s", buildWhy(h, reinstall))
 			}
 		}
 		rotated := map[string]string{}
@@ -473,13 +473,19 @@ func hooks(add, skip adder, rel *manifest.Release, cur *state.Release, codeChang
 			skip(Build, h.Name, "inputs unchanged: %s %s carried over from seq %d", what, strings.Join(h.Outputs, ", "), cur.Seq)
 			continue
 		}
-		if h.AtPublish() {
-			why += "; extract its artifact built at publish time"
-		}
 		ran[h.Name] = true
-		add(Build, h.Name, "%s", why)
+		add(Build, h.Name, "%s", buildWhy(h, why))
 	}
 	return ran
+}
+
+// buildWhy is the reason of a build step: a publish-time hook's outputs
+// come from its artifact.
+func buildWhy(h manifest.Hook, why string) string {
+	if h.AtPublish() {
+		return why + "; extract its artifact built at publish time"
+	}
+	return why
 }
 
 // inputsChange names what changed between two inputs of a hook or a

@@ -30,11 +30,15 @@ func (p *Publisher) Preview(ctx context.Context, req Request) (*Preview, error) 
 	if req.Policy == nil {
 		return nil, fault.Usage(errors.New("a preview needs the trust policy that verifies the current release"))
 	}
-	cur, ix, err := p.reuse(ctx, req.Env.Metadata.Name, req)
+	defer p.cleanup()
+	cur, b, err := p.reuse(ctx, req.Env.Metadata.Name, req)
 	if err != nil {
 		return nil, err
 	}
-	next, err := p.newRelease(req, cur.Release.Bundle, cur.Release.Source, ix)
+	if err := check(req, b); err != nil {
+		return nil, err
+	}
+	next, err := p.newRelease(req, cur.Release.Bundle, cur.Release.Source, b.Index)
 	if err != nil {
 		return nil, err
 	}

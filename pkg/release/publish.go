@@ -82,7 +82,15 @@ type Request struct {
 	// where it is until co-signers complete the release (CoSign).
 	Policy *trust.Policy
 	TTL    time.Duration
+	// Check, when set, is called with the index of the bundle the release
+	// carries (the one to upload, or the kept one of a config-only
+	// release) and a reader of its files, before anything is written to
+	// the store; an error refuses the publish (or preview) as it is.
+	Check func(ix *bundle.Index, read func(name string) ([]byte, error)) error
 }
+
+// MaxCheckedFile caps a bundle file read for Request.Check.
+const MaxCheckedFile = 4 << 20
 
 // Result says what was published.
 type Result struct {
@@ -106,29 +114,22 @@ type Result struct {
 	Built     []string            `json:"built,omitempty"`
 }
 
-// Publish uploads the bundle (if any), then claims the next seq with the
-// signed release manifest, then moves the latest hint.
+// Publish checks the release, then uploads the bundle (if any), then
+// claims the next seq with the signed release manifest, then moves the
+// latest hint. Nothing is written before the release's inputs are
+// computed and req.Check passed.
 func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	env := req.Env.Metadata.Name
 	res := &Result{Env: env}
-	var ix *bundle.Index
-	if req.Bundle != nil {
-		b := req.Bundle
-		uploaded, err := p.uploadBundle(ctx, req.Bundle)
-		if err != nil {
-			return nil, err
-		}
-		ix = b.Index
-		res.BundleUploaded = uploaded
-		res.Bundle = manifest.BundleRef{Key: store.BundleKey(b.Name), SHA256: b.SHA256, Size: b.Size, Files: len(ix.Entries), Unpacked: ix.Unpacked()}
+	defer p.cleanup()
+	b := req.Bundle
+	var prev *Verified
+	if b != nil {
+		res.Bundle = manifest.BundleRef{Key: store.BundleKey(b.Name), SHA256: b.SHA256, Size: b.Size, Files: len(b.Index.Entries), Unpacked: b.Index.Unpacked()}
 		res.Source = b.Source
 	} else {
-		prev, pix, err := p.reuse(ctx, env, req)
-		if err != nil {
-			return nil, err
-		}
-		ix = pix
-		if err := p.signKeptBundle(ctx, prev.Release); err != nil {
+		var err error
+		if prev, b, err = p.reuse(ctx, env, req); err != nil {
 			return nil, err
 		}
 		res.ConfigOnly = true
@@ -136,12 +137,21 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 		res.Bundle = prev.Release.Bundle
 		res.Source = prev.Release.Source
 	}
-	rel, err := p.newRelease(req, res.Bundle, res.Source, ix)
+	if err := check(req, b); err != nil {
+		return nil, err
+	}
+	rel, err := p.newRelease(req, res.Bundle, res.Source, b.Index)
 	if err != nil {
 		return nil, err
 	}
-	defer p.cleanup()
-	if res.Built, err = p.artifacts(ctx, req, rel); err != nil {
+	if req.Bundle != nil {
+		if res.BundleUploaded, err = p.uploadBundle(ctx, b); err != nil {
+			return nil, err
+		}
+	} else if err := p.signKeptBundle(ctx, prev.Release); err != nil {
+		return nil, err
+	}
+	if res.Built, err = p.artifacts(ctx, rel, b.Path); err != nil {
 		return nil, err
 	}
 	res.Inputs, res.Artifacts = rel.Inputs, rel.Artifacts
@@ -159,6 +169,14 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
+// check runs req.Check against the bundle b the release carries.
+func check(req Request, b *LocalBundle) error {
+	if req.Check == nil {
+		return nil
+	}
+	return req.Check(b.Index, bundle.FileReader(b.Path, MaxCheckedFile))
+}
+
 // ArtifactKey is where the artifact of hook name built from inputs digest
 // lives: the same inputs name the same artifact, so an unchanged hook is
 // never built again, whichever release asks for it.
@@ -173,8 +191,7 @@ func ArtifactKey(hook, digest string) string {
 // artifacts gives rel an artifact for each publish-time hook: the one in
 // the store for the hook's inputs, or one built now from the bundle, and
 // signs it with our keys.
-func (p *Publisher) artifacts(ctx context.Context, req Request, rel *manifest.Release) (built []string, err error) {
-	var bundlePath string
+func (p *Publisher) artifacts(ctx context.Context, rel *manifest.Release, bundlePath string) (built []string, err error) {
 	for _, h := range rel.Spec.Build {
 		if !h.AtPublish() {
 			continue
@@ -186,12 +203,8 @@ func (p *Publisher) artifacts(ctx context.Context, req Request, rel *manifest.Re
 			if p.Builder == nil {
 				return nil, fault.Usage(fmt.Errorf("build hook %q runs at publish time and %s is not in %s: this publisher cannot build it", h.Name, key, p.Store))
 			}
-			if bundlePath == "" {
-				if bundlePath, err = p.bundlePath(ctx, req, rel); err != nil {
-					return nil, err
-				}
-			}
 			out := filepath.Join(filepath.Dir(bundlePath), filepath.Base(key))
+			p.temps = append(p.temps, out) // uploaded before cleanup
 			p.Log.Info("building at publish time", "hook", h.Name, "inputs", in.Digest)
 			lb, err = p.Builder.Build(ctx, &rel.Spec, rel.Inputs, h, bundlePath, rel.Source.Time, out)
 			if err == nil {
@@ -267,23 +280,6 @@ func (p *Publisher) download(ctx context.Context, key string) (*LocalBundle, err
 		return nil, fault.Rejected(fmt.Errorf("%s: %w", key, err))
 	}
 	return &LocalBundle{Path: f.Name(), Name: path.Base(key), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, Index: ix}, nil
-}
-
-// bundlePath is the bundle of rel on disk: the one being published, or,
-// for a config-only release, the kept one downloaded (and checked
-// against its signed digest).
-func (p *Publisher) bundlePath(ctx context.Context, req Request, rel *manifest.Release) (string, error) {
-	if req.Bundle != nil {
-		return req.Bundle.Path, nil
-	}
-	lb, err := p.download(ctx, rel.Bundle.Key)
-	if err != nil {
-		return "", fmt.Errorf("the kept bundle %s: %w", rel.Bundle.Key, err)
-	}
-	if lb.SHA256 != rel.Bundle.SHA256 {
-		return "", &trust.VerificationError{Check: "bundle digest", Expected: "sha256 " + rel.Bundle.SHA256 + " (signed)", Found: "sha256 " + lb.SHA256}
-	}
-	return lb.Path, nil
 }
 
 // cleanup removes what the publisher downloaded.
@@ -465,8 +461,8 @@ func (p *Publisher) sameBytes(ctx context.Context, key string, info store.Info, 
 }
 
 // reuse finds and verifies the release whose bundle a config-only release
-// keeps, and indexes that bundle.
-func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*Verified, *bundle.Index, error) {
+// keeps, and downloads and indexes that bundle (removed by cleanup).
+func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*Verified, *LocalBundle, error) {
 	seq := req.ReuseSeq
 	if seq == 0 {
 		seqs, err := Seqs(ctx, p.Store, env)
@@ -492,11 +488,15 @@ func (p *Publisher) reuse(ctx context.Context, env string, req Request) (*Verifi
 	if err != nil {
 		return nil, nil, fmt.Errorf("release %d, whose bundle this release would keep (pass --policy if another key signed it): %w", seq, err)
 	}
-	ix, err := VerifyBundle(ctx, p.Store, v.Release, pol, p.Now())
+	ix, file, err := fetchVerifiedBundle(ctx, p.Store, v.Release, pol, p.Now())
+	if file != "" {
+		p.temps = append(p.temps, file)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("bundle of release %d: %w", seq, err)
 	}
-	return v, ix, nil
+	b := v.Release.Bundle
+	return v, &LocalBundle{Path: file, Name: path.Base(b.Key), SHA256: b.SHA256, Size: b.Size, Source: v.Release.Source, Index: ix}, nil
 }
 
 // signKeptBundle adds our signatures to the bundle a config-only release

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cohuron/deploy/internal/testenv"
+	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/gitbundle"
 	"github.com/cohuron/deploy/pkg/manifest"
@@ -175,6 +176,91 @@ func TestManifestNamingMissingFilesIsRejected(t *testing.T) {
 	if _, err := f.st.Stat(context.Background(), store.ReleaseKey("demo", 1)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal("a release was written despite the error")
 	}
+}
+
+// TestCheckRefusesBeforeWriting: Request.Check sees the bundle the
+// release carries (the new one, or the kept one of a config-only
+// release) and its files, and a refusal leaves the store as it was: no
+// bundle, no signature, no release.
+func TestCheckRefusesBeforeWriting(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	refused := errors.New("refused by the check")
+	var seen []string
+	refuse := func(ix *bundle.Index, read func(string) ([]byte, error)) error {
+		data, err := read("apps/api/server.js")
+		if err != nil {
+			return err
+		}
+		seen = append(seen, fmt.Sprintf("%d files, server.js %q", len(ix.Entries), data))
+		return fault.Rejected(refused)
+	}
+	keys := func() []string {
+		k, err := f.st.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+
+	if _, err := f.publisher().Publish(ctx, release.Request{Env: f.env, Bundle: f.localBundle(t), Check: refuse}); !errors.Is(err, refused) {
+		t.Fatalf("publish with a refusing check: %v", err)
+	}
+	if k := keys(); len(k) != 0 {
+		t.Fatalf("a refused publish wrote %v", k)
+	}
+
+	if _, err := f.publisher().Publish(ctx, release.Request{Env: f.env, Bundle: f.localBundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	before := keys()
+	// A new key would co-sign the kept bundle: not when the check refuses.
+	other, _, err := generateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.publisher()
+	p.Signers = append(p.Signers, other)
+	sig, _, err := store.ReadAll(ctx, f.st, store.SigKey(store.ReleaseKey("demo", 1)), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundleSigBefore := f.bundleSig(t)
+	if _, err := p.Publish(ctx, release.Request{Env: f.env, Check: refuse}); !errors.Is(err, refused) {
+		t.Fatalf("config-only publish with a refusing check: %v", err)
+	}
+	if _, err := p.Preview(ctx, release.Request{Env: f.env, Policy: f.pol, Check: refuse}); !errors.Is(err, refused) {
+		t.Fatalf("preview with a refusing check: %v", err)
+	}
+	if after := keys(); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Fatalf("a refused config-only publish changed the store: %v -> %v", before, after)
+	}
+	if after, _, _ := store.ReadAll(ctx, f.st, store.SigKey(store.ReleaseKey("demo", 1)), 1<<20); !bytes.Equal(after, sig) || !bytes.Equal(f.bundleSig(t), bundleSigBefore) {
+		t.Fatal("a refused config-only publish rewrote a signature")
+	}
+	want := `files, server.js "v1\n"`
+	if len(seen) != 3 || !strings.HasSuffix(seen[0], want) || seen[1] != seen[0] || seen[2] != seen[0] {
+		t.Fatalf("the check saw %q; want the same bundle three times, ending %s", seen, want)
+	}
+}
+
+func (f *fixture) bundleSig(t *testing.T) []byte {
+	t.Helper()
+	keys, err := f.st.List(context.Background(), "bundles/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.HasSuffix(k, ".sig") {
+			sig, _, err := store.ReadAll(context.Background(), f.st, k, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sig
+		}
+	}
+	t.Fatal("no bundle signature in the store")
+	return nil
 }
 
 func TestTamperingIsDetected(t *testing.T) {

@@ -92,37 +92,46 @@ func VerifyBundleDigest(r io.Reader, rel *manifest.Release, pol *trust.Policy, s
 // file, verifies its digest and signature, and only then indexes it and
 // checks its file count and unpacked size against the release.
 func VerifyBundle(ctx context.Context, st store.Store, rel *manifest.Release, pol *trust.Policy, now time.Time) (*bundle.Index, error) {
+	ix, file, err := fetchVerifiedBundle(ctx, st, rel, pol, now)
+	if file != "" {
+		os.Remove(file)
+	}
+	return ix, err
+}
+
+// fetchVerifiedBundle is VerifyBundle that keeps the verified bundle in
+// a temp file, returned (even with an error) for the caller to remove.
+func fetchVerifiedBundle(ctx context.Context, st store.Store, rel *manifest.Release, pol *trust.Policy, now time.Time) (*bundle.Index, string, error) {
 	sigs, err := ReadSigs(ctx, st, rel.Bundle.Key)
 	if err != nil {
-		return nil, fmt.Errorf("reading signature of %s: %w", rel.Bundle.Key, err)
+		return nil, "", fmt.Errorf("reading signature of %s: %w", rel.Bundle.Key, err)
 	}
 	rc, _, err := st.Get(ctx, rel.Bundle.Key, "")
 	if err != nil {
-		return nil, fmt.Errorf("fetching bundle: %w", err)
+		return nil, "", fmt.Errorf("fetching bundle: %w", err)
 	}
 	tmp, err := os.CreateTemp("", "bundle-*.tar.gz")
 	if err != nil {
 		rc.Close()
-		return nil, err
+		return nil, "", err
 	}
-	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	err = VerifyBundleDigest(io.TeeReader(rc, tmp), rel, pol, sigs, now)
 	rc.Close()
 	if err != nil {
-		return nil, err
+		return nil, tmp.Name(), err
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+		return nil, tmp.Name(), err
 	}
 	ix, err := bundle.ReadIndex(tmp, bundle.ReadLimits{Files: rel.Bundle.Files, UnpackedBytes: rel.Bundle.Unpacked})
 	if err != nil {
-		return nil, fault.Rejected(fmt.Errorf("bundle %s: %w", rel.Bundle.Key, err))
+		return nil, tmp.Name(), fault.Rejected(fmt.Errorf("bundle %s: %w", rel.Bundle.Key, err))
 	}
 	if len(ix.Entries) != rel.Bundle.Files || ix.Unpacked() != rel.Bundle.Unpacked {
-		return nil, &trust.VerificationError{Check: "bundle contents",
+		return nil, tmp.Name(), &trust.VerificationError{Check: "bundle contents",
 			Expected: fmt.Sprintf("%d files, %d bytes unpacked (signed)", rel.Bundle.Files, rel.Bundle.Unpacked),
 			Found:    fmt.Sprintf("%d files, %d bytes", len(ix.Entries), ix.Unpacked())}
 	}
-	return ix, nil
+	return ix, tmp.Name(), nil
 }
