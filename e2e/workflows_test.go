@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -143,31 +142,13 @@ func opsTree(t *testing.T, dst string) {
 	}
 }
 
-// appRepo makes an application repository holding every file the
-// environment manifest names (schema files in order, seed, compose file,
-// the pnpm workspace), so a publish of the real manifests/prod.yaml works.
-func appRepo(t *testing.T, dir string, env *manifest.Environment) {
+// appRepo is the application repository: a clone of the real app
+// (../shared/cohuron-pmo.bundle) whose main is at commit, one its web
+// builds at (the publish-time build hook of manifests/prod.yaml runs).
+func appRepo(t *testing.T, dir, commit string) {
 	t.Helper()
-	files := map[string]string{
-		"package.json":           `{"name":"cohuron","private":true,"packageManager":"pnpm@9.15.9"}` + "\n",
-		"pnpm-workspace.yaml":    "packages:\n  - apps/*\n",
-		"pnpm-lock.yaml":         "lockfileVersion: '9.0'\n",
-		"apps/api/package.json":  `{"name":"api","scripts":{"build":"tsc"}}` + "\n",
-		"apps/web/package.json":  `{"name":"web","scripts":{"build":"vite build"}}` + "\n",
-		"apps/api/src/server.ts": "export {}\n",
-	}
-	if c := env.Spec.Compose; c != nil {
-		files[c.File] = "services: {}\n"
-	}
-	if s := env.Spec.Schema; s != nil {
-		for _, f := range append(slices.Clone(s.Files), s.Seed...) {
-			files[f] = "-- " + f + "\nSELECT 1;\n"
-		}
-	}
-	testenv.WriteFiles(t, dir, files)
-	testenv.Git(t, dir, "init", "-q", "-b", "main")
-	testenv.Git(t, dir, "add", "-A")
-	testenv.Git(t, dir, "commit", "-q", "-m", "app: first commit")
+	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", testenv.AppBundle(t), dir)
+	testenv.Git(t, dir, "reset", "-q", "--hard", commit)
 }
 
 // TestWorkflows runs the three workflows' commands as written against a
@@ -184,11 +165,17 @@ func TestWorkflows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := manifest.ParseEnvironment(prodFile, raw)
-	if err != nil {
+	if _, err := manifest.ParseEnvironment(prodFile, raw); err != nil {
 		t.Fatal(err)
 	}
-	appRepo(t, filepath.Join(ws, "app"), prod)
+	// The commit that gave the compose file rabbitmq: one whose web builds.
+	const appCommit = "7a06895c8272c16f14a0652e5fe3ab76fae6a10c"
+	appRepo(t, filepath.Join(ws, "app"), appCommit)
+	// The publish-time web build runs pnpm and node as an unprivileged
+	// user, as on GitHub's runners (the test is root: COHURON_BUILD_USER).
+	buildUser := testenv.AppUser(t)
+	pnpmDir := testenv.PnpmForUser(t)
+	node := testenv.Bin(t, "node")
 
 	keys := filepath.Join(ws, "keys")
 	pw := "COSIGN_PASSWORD=workflow-test"
@@ -203,9 +190,10 @@ func TestWorkflows(t *testing.T) {
 			"COHURON_ENV": "prod", "COHURON_STORE": store, "AWS_REGION": "eu-west-1",
 			// KMS stand-ins: the cosign key signs; its public half verifies.
 			"COHURON_KEY": filepath.Join(keys, "cosign.key"), "COHURON_TRUST_KEY": filepath.Join(keys, "cosign.pub"),
-			"APP_REF": "main",
+			"APP_REF": appCommit,
 		},
-		extraEnv: append(testenv.GitEnv(""), pw),
+		extraEnv: append(testenv.GitEnv(""), pw, "COHURON_BUILD_USER="+buildUser,
+			"PATH="+pnpmDir+":"+filepath.Dir(node)+":"+os.Getenv("PATH")),
 	}
 
 	// The application repository's workflow: a new bundle and release 1.
@@ -213,16 +201,16 @@ func TestWorkflows(t *testing.T) {
 	if !ok {
 		t.Fatal("app-publish workflow failed")
 	}
-	for _, want := range []string{"### Published to prod", `"seq": 1`, `"bundleUploaded": true`} {
+	for _, want := range []string{"### Published to prod", `"seq": 1`, `"bundleUploaded": true`, `"hook": "web"`, `"built": [`} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("app-publish summary lacks %q:\n%s", want, sum)
 		}
 	}
 
 	// A pull request changes one variable of the API's env file.
-	edited := strings.Replace(string(raw), "CORS_ORIGIN: https://app.cohuron.com", "CORS_ORIGIN: https://pmo.cohuron.com", 1)
+	edited := strings.Replace(string(raw), "WEB_ORIGIN: http://app.cohuron.com:5173", "WEB_ORIGIN: https://pmo.cohuron.com", 1)
 	if edited == string(raw) {
-		t.Fatal("manifests/prod.yaml has no CORS_ORIGIN line to change: update the test")
+		t.Fatal("manifests/prod.yaml has no WEB_ORIGIN line to change: update the test")
 	}
 	if err := os.WriteFile(prodFile, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
@@ -236,20 +224,21 @@ func TestWorkflows(t *testing.T) {
 		"### prod: what this change does to the hosts",
 		"makes release 2 of prod, a config-only release",
 		"Changed inputs: config.",
-		"| envfiles | apps/api/.env | env file apps/api/.env changed: CORS_ORIGIN |",
-		"| restart | cohuron-api | env file apps/api/.env changed: CORS_ORIGIN |",
+		"| envfiles | apps/api/.env | env file apps/api/.env changed: WEB_ORIGIN |",
+		"| restart | cohuron-api | env file apps/api/.env changed: WEB_ORIGIN |",
 		"| health | cohuron-api |",
 		"| install |  | dependencies unchanged",
+		"| build | web | inputs unchanged: artifact apps/web/dist carried over from seq 1 |",
+		"| restart | cohuron-web | inputs unchanged: keeps running |",
 		"| compose |  | compose file, env and images unchanged",
-		"| schema |  | schema files unchanged since seq 1",
 		"No host has reported for prod yet.",
 	} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("pr-check summary lacks %q:\n%s", want, sum)
 		}
 	}
-	if strings.Contains(sum, "| restart | cohuron-web |") {
-		t.Errorf("preview restarts cohuron-web, whose env file did not change:\n%s", sum)
+	if steps, _, _ := strings.Cut(sum, "Not run:"); strings.Contains(steps, "| restart | cohuron-web |") || strings.Contains(steps, "| build | web |") {
+		t.Errorf("preview rebuilds or restarts the web, whose inputs did not change:\n%s", sum)
 	}
 	if _, err := os.Stat(filepath.Join(ws, "store", "releases", "prod", "2.yaml")); err == nil {
 		t.Fatal("the pull request check wrote a release")
@@ -267,7 +256,7 @@ func TestWorkflows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(rel2), "CORS_ORIGIN: https://pmo.cohuron.com") {
+	if !strings.Contains(string(rel2), "WEB_ORIGIN: https://pmo.cohuron.com") {
 		t.Errorf("release 2 does not carry the merged change:\n%s", rel2)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cohuron/deploy/pkg/artifact"
+	"github.com/cohuron/deploy/pkg/envvars"
 	"github.com/cohuron/deploy/pkg/extract"
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/release"
@@ -18,7 +19,7 @@ type buildFlags struct {
 }
 
 func (b *buildFlags) add(fs flagSet) {
-	fs.StringVar(&b.user, "build-user", "", "unprivileged account that runs publish-time build hooks and their pnpm install when the publisher is root (they never run as root)")
+	fs.StringVar(&b.user, "build-user", envvars.BuildUser.Get(), "unprivileged account that runs publish-time build hooks and their pnpm install when the publisher is root (they never run as root; default $COHURON_BUILD_USER)")
 	fs.StringVar(&b.cache, "build-cache", "", "where publish-time builds keep node_modules per dependency key (default $XDG_CACHE_HOME/cohuron-publisher, or ~/.cache/cohuron-publisher)")
 }
 

@@ -36,27 +36,34 @@ const (
 // guide says.
 const appUser = "cohuron"
 
-// Commits of the app's history (git log --first-parent main).
+// Commits of the app's history (git log --first-parent main). Until the
+// declarative schema step, the agent never touches the database, so each
+// walk stays among commits whose API runs on the schema the old
+// deployer's tools/db-import.sh imported for its host.
 const (
-	// What the Lambda deployer last deployed on the host the test
-	// migrates: the last commit before the compose file gained rabbitmq
+	// What the Lambda deployer last deployed on the host the migration
+	// starts from: the last commit before the compose file gained rabbitmq
 	// that it could deploy (in the 9 commits after it, tools/db-import.sh
-	// names db/VIII_d_position.ddl, which is gone, and the deploy fails).
+	// names db/VIII_d_position.ddl, which is gone, and its deploy fails).
 	commitOld = "51120644"
 	// docker-compose.yml gains the rabbitmq service (with changes
 	// everywhere else): the first release, which adopts the old host.
 	commitCompose = "7a06895c"
+	// Parent of the web-only change.
+	commitBeforeWeb = "4a9bc8db"
+	// Web-only: apps/web and docs.
+	commitWeb = "3ffea8d6"
 	// Parent of the API-only change.
-	commitBeforeAPI = "e4ab0d05"
-	// API-only: apps/api/src/services/view-type-mapping.yaml (and docs).
-	commitAPI = "90a4cde0"
-	// Web-only: apps/web (and two notes at the root).
-	commitWeb = "4f770102"
-	// Parent of the dependency change.
-	commitBeforeDeps = "295bd264^"
+	commitBeforeAPI = "851c51a5"
+	// API-only, one line: apps/api/src/modules/workflow-automation/routes.ts.
+	commitAPI = "2d16027e"
+
+	// A second host, which the old deployer last deployed at the parent
+	// of a dependency change (its database imported for that commit).
+	commitBeforeDeps = "9451230a"
 	// A dependency change: apps/web/package.json and pnpm-lock.yaml gain
-	// a package (with a web source file).
-	commitDeps = "295bd264"
+	// date-fns (with the web sources that use it).
+	commitDeps = "c835ff09"
 	// main: its web build fails (index.ts exports a component the same
 	// commit deleted), so it is never published.
 	commitBroken = "be54e1b0"
@@ -102,6 +109,11 @@ func newRealHost(t testing.TB) *realHost {
 	for d := h.dir; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
+	// The host's /var, /opt and /etc, as a real host has them (0755).
+	for _, d := range []string{"var/lib", "var/log", "opt", "etc", "root"} {
+		os.MkdirAll(filepath.Join(h.dir, d), 0o755)
+	}
+	os.Chmod(filepath.Join(h.dir, "root"), 0o700)
 	h.root, h.backups = filepath.Join(h.dir, "opt/cohuron"), filepath.Join(h.dir, "opt/cohuron-backups")
 	h.legacyPM2, h.pm2Home = filepath.Join(h.dir, "root/.pm2"), filepath.Join(h.dir, "var/lib/cohuron-agent/pm2")
 
@@ -523,7 +535,7 @@ func lacks(t testing.TB, what, out string, subs ...string) {
 // failed test.
 func (h *realHost) dumpLogs() {
 	var files []string
-	for _, g := range []string{"root/.pm2/logs/*.log", "var/log/cohuron/*/*.log", "var/log/cohuron/*.log", "var/lib/cohuron-agent/logs/*/*.log", "tmp/deploy-*.log"} {
+	for _, g := range []string{"root/.pm2/logs/*.log", "var/log/cohuron/*/*.log", "var/log/cohuron/*.log", "var/lib/cohuron-agent/logs/*/*.log", "tmp/deploy-*.log", "var/lib/cohuron-agent/pm2/pm2.log", "var/lib/cohuron-agent/pm2/logs/*.log"} {
 		m, _ := filepath.Glob(filepath.Join(h.dir, g))
 		files = append(files, m...)
 	}

@@ -1,189 +1,211 @@
 package realapp
 
 import (
-	"fmt"
 	"maps"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestRealApp migrates a host the Lambda deployer laid out to the agent
+// TestRealApp migrates hosts the Lambda deployer laid out to the agent
 // with manifests/prod.yaml as shipped (paths and secret sources aside),
-// then walks real commits of the app's history through it: an API-only,
-// a web-only and a dependency change, and a commit whose web build fails.
-// Each plan runs only what the change needs; the app answers with the new
-// code after each; not a database row is lost.
+// then walks real commits of the app's history through them: a compose,
+// a web-only, an API-only and a dependency change, and a commit whose web
+// build fails. Each plan runs only what the change needs; the app answers
+// with the new code after each; not a database row is lost.
 func TestRealApp(t *testing.T) {
-	h := newRealHost(t)
-	step := func(what string) func() {
-		start := time.Now()
-		return func() { t.Logf("%s: %s", what, time.Since(start).Round(100*time.Millisecond)) }
-	}
+	// The host the migration section of the operator's guide is about.
+	t.Run("migration", func(t *testing.T) {
+		h := newRealHost(t)
+		rows := h.oldHost(commitOld)
 
-	// The host as the Lambda deployer leaves it: its script, run for the
-	// commit it last deployed (root's PM2 runs `pnpm dev`, the compose
-	// services run, tools/db-import.sh imported the schema and seed).
-	done := step("the old deployer's deploy")
-	h.oldDeploy(commitOld)
-	done()
-	if code, body := login(); code != http.StatusOK || !strings.Contains(body, `"token"`) {
-		t.Fatalf("login on the old deployer's host: %d %s", code, firstLine(body))
-	}
+		// docs/operators-guide.md, "Migrating from the Lambda deployer":
+		// look, then converge. The first release adds rabbitmq to the
+		// compose file: compose keeps the four containers the old script
+		// started and adds one.
+		oldContainers := h.containers()
+		if len(oldContainers) != 4 || oldContainers["rabbitmq"] != "" {
+			t.Fatalf("the old deployer's compose services: %v, want db, redis, minio, mailhog", oldContainers)
+		}
+		h.adopt(commitCompose, rows)
+		got := h.containers()
+		for _, svc := range []string{"db", "redis", "minio", "mailhog"} {
+			if got[svc] != oldContainers[svc] {
+				t.Errorf("the migration recreated %s: %s -> %s", svc, oldContainers[svc], got[svc])
+			}
+		}
+		if got["rabbitmq"] == "" {
+			t.Errorf("the compose change did not bring rabbitmq up: %v", got)
+		}
+
+		// The web-only change: built at publish time once, extracted by
+		// the host, served by a restarted web; the API keeps running.
+		h.converge(commitBeforeWeb)
+		apiRelease := h.liveRelease()
+		assetsBefore := h.assets()
+		out := h.timed("publish the web-only change", func() string { return h.mustPublish(commitWeb) })
+		contains(t, "publish of the web-only change", out, "build hook web, built now")
+		out = h.plan()
+		contains(t, "plan of the web-only change", out, "build    web", "inputs changed: apps/web/",
+			"restart  cohuron-web", "skip restart  cohuron-api", "skip install", "skip compose")
+		lacks(t, "plan of the web-only change", out, "restart  cohuron-api", "install ", "compose ")
+		h.timed("converge the web-only change", func() string { return h.once(0) })
+		live := h.liveRelease()
+		h.processesRunFrom("cohuron-web", live)
+		h.processesRunFrom("cohuron-api", apiRelease) // not restarted: it runs from where it ran
+		if a := h.assets(); a == assetsBefore {
+			t.Fatalf("the web serves the same build after a web-only change: %q", a)
+		}
+		if !fileExists(filepath.Join(h.root, "apps/web/dist/index.html")) {
+			t.Fatal("the artifact's apps/web/dist is not in the live release")
+		}
+		h.loggedIn("after the web-only change")
+
+		// The API-only change (one line): the API reloads, nothing is
+		// built, the web keeps running from the release it ran from.
+		h.converge(commitBeforeAPI)
+		webRelease, assets := h.liveRelease(), h.assets()
+		h.timed("publish the API-only change", func() string { return h.mustPublish(commitAPI) })
+		out = h.plan()
+		contains(t, "plan of the API-only change", out,
+			"restart  cohuron-api    inputs changed: apps/api/src/modules/workflow-automation/routes.ts",
+			"skip install", "skip build    web", "skip restart  cohuron-web", "skip compose")
+		lacks(t, "plan of the API-only change", out, "build    web", "restart  cohuron-web", "install ", "compose ")
+		h.timed("converge the API-only change", func() string { return h.once(0) })
+		h.processesRunFrom("cohuron-api", h.liveRelease())
+		h.processesRunFrom("cohuron-web", webRelease)
+		if a := h.assets(); a != assets {
+			t.Fatalf("the web after an API-only change serves %q, was %q", a, assets)
+		}
+		h.loggedIn("after the API-only change")
+		h.sameRows(rows, "after the walk")
+	})
+
+	// A second host, which the old deployer last deployed just before a
+	// dependency change (with its database imported for that commit).
+	t.Run("dependencies", func(t *testing.T) {
+		h := newRealHost(t)
+		rows := h.oldHost(commitBeforeDeps)
+		h.adopt(commitBeforeDeps, rows)
+		containers := h.containers()
+		h.timed("publish the dependency change", func() string { return h.mustPublish(commitDeps) })
+		out := h.plan()
+		contains(t, "plan of the dependency change", out, "install ", "apps/web/package.json changed", "pnpm-lock.yaml changed",
+			"build    web", "restart  cohuron-api", "restart  cohuron-web", "skip compose")
+		h.timed("converge the dependency change", func() string { return h.once(0) })
+		live := h.liveRelease()
+		h.processesRunFrom("cohuron-api", live)
+		h.processesRunFrom("cohuron-web", live)
+		if got := h.containers(); !maps.Equal(got, containers) {
+			t.Fatalf("a dependency change recreated containers: %v -> %v", containers, got)
+		}
+		if !fileExists(filepath.Join(h.root, "apps/web/node_modules/date-fns/package.json")) {
+			t.Error("the dependency the commit adds (date-fns) is not installed")
+		}
+		h.loggedIn("after the dependency change")
+
+		// main's web build fails: the publisher says why and publishes
+		// nothing; the host never sees it.
+		before := h.run("publisher", "status", "--store", h.store, "--env", "prod")
+		out, code := h.publish(commitBroken)
+		if code == 0 {
+			t.Fatalf("publishing %s, whose web build fails, succeeded:\n%s", commitBroken, out)
+		}
+		contains(t, "publish of a broken web build", out, `build hook "web"`, "ScopeFilters")
+		if after := h.run("publisher", "status", "--store", h.store, "--env", "prod"); after != before {
+			t.Fatalf("a refused publish changed the store:\n%s\n%s", before, after)
+		}
+		contains(t, "agent after a refused publish", h.once(0), "up-to-date")
+		h.sameRows(rows, "after the walk")
+	})
+}
+
+// oldHost lays the host out as the Lambda deployer leaves it: its script,
+// run for commit (root's PM2 runs `pnpm dev` for the API, the compose
+// services run, tools/db-import.sh imported the schema and seed data).
+// It returns the rows of every table.
+func (h *realHost) oldHost(commit string) map[string]int {
+	h.t.Helper()
+	start := time.Now()
+	h.oldDeploy(commit)
+	h.t.Logf("the old deployer's deploy of %s: %s", commit, time.Since(start).Round(100*time.Millisecond))
+	h.loggedIn("on the old deployer's host")
 	// Its script starts the API only: it looks for apps/web/package.json
 	// from inside apps/api.
-	old := h.pm2Procs(h.legacyPM2)
-	if len(old["cohuron-api"]) == 0 || len(old) != 1 {
-		t.Fatalf("the old deployer's PM2 runs %v, want cohuron-api", old)
-	}
-	oldContainers := h.containers()
-	if len(oldContainers) != 4 || oldContainers["rabbitmq"] != "" {
-		t.Fatalf("the old deployer's compose services: %v, want db, redis, minio, mailhog", oldContainers)
+	if old := h.pm2Procs(h.legacyPM2); len(old["cohuron-api"]) == 0 || len(old) != 1 {
+		h.t.Fatalf("the old deployer's PM2 runs %v, want cohuron-api", old)
 	}
 	rows := h.rowCounts()
-	if rows["d_employee"] == 0 || len(rows) < 20 {
-		t.Fatalf("the old deployer's database: %v", rows)
+	if len(rows) < 20 {
+		h.t.Fatalf("the old deployer's database has %d tables: %v", len(rows), rows)
 	}
+	return rows
+}
 
-	// Migration (docs/operators-guide.md, "Migrating from the Lambda
-	// deployer"): look, then converge. The first release is the commit
-	// that adds rabbitmq to the compose file.
-	done = step("publish " + commitCompose)
-	out := h.mustPublish(commitCompose)
-	done()
-	contains(t, "publish", out, "built now")
+// adopt is the guide's migration: the first release, published and
+// looked at, then converged; the old processes are gone, the agent's run
+// as the app user, every row is where it was.
+func (h *realHost) adopt(commit string, rows map[string]int) {
+	h.t.Helper()
+	out := h.timed("publish "+commit, func() string { return h.mustPublish(commit) })
+	contains(h.t, "publish", out, "build hook web")
 	out = h.plan()
-	contains(t, "plan of the first release", out, "adopt the plain directory left by the old deploy script",
+	contains(h.t, "plan of the first release", out, "adopt the plain directory left by the old deploy script",
 		"compose ", "build    web", "extract its artifact built at publish time", "restart  cohuron-api", "restart  cohuron-web")
-	done = step("first converge (adoption)")
-	h.once(0)
-	done()
+	h.timed("first converge (adoption)", func() string { return h.once(0) })
 	if pm2Alive(h.legacyPM2) {
-		t.Fatalf("the old deployer's PM2 still runs: %v", h.pm2Procs(h.legacyPM2))
+		h.t.Fatalf("the old deployer's PM2 still runs: %v", h.pm2Procs(h.legacyPM2))
 	}
 	live := h.liveRelease()
 	h.processesRunFrom("cohuron-api", live)
 	h.processesRunFrom("cohuron-web", live)
+	h.loggedIn("after the migration")
+	h.assets()
+	h.sameRows(rows, "after the migration")
+	if adopted, _ := filepath.Glob(filepath.Join(h.backups, "releases/adopted-*")); len(adopted) != 1 {
+		h.t.Fatalf("adopted trees: %v", adopted)
+	}
+}
+
+// converge publishes commit and converges the host to it.
+func (h *realHost) converge(commit string) {
+	h.t.Helper()
+	h.mustPublish(commit)
+	h.once(0)
+}
+
+// timed runs f and logs how long it took.
+func (h *realHost) timed(what string, f func() string) string {
+	h.t.Helper()
+	start := time.Now()
+	out := f()
+	h.t.Logf("%s: %s", what, time.Since(start).Round(100*time.Millisecond))
+	return out
+}
+
+// loggedIn checks that a user of the seed data logs in.
+func (h *realHost) loggedIn(when string) {
+	h.t.Helper()
 	if code, body := login(); code != http.StatusOK || !strings.Contains(body, `"token"`) {
-		t.Fatalf("login after the migration: %d %s", code, firstLine(body))
+		h.t.Fatalf("login %s: %d %s", when, code, firstLine(body))
 	}
-	got := h.containers()
-	for _, svc := range []string{"db", "redis", "minio", "mailhog"} {
-		if got[svc] != oldContainers[svc] {
-			t.Errorf("the migration recreated %s: %s -> %s", svc, oldContainers[svc], got[svc])
-		}
-	}
-	if got["rabbitmq"] == "" {
-		t.Errorf("the compose change did not bring rabbitmq up: %v", got)
-	}
-	if after := h.rowCounts(); !maps.Equal(after, rows) {
-		t.Fatalf("rows before the migration %v, after %v", rows, after)
-	}
-	adopted, _ := filepath.Glob(filepath.Join(h.backups, "releases/adopted-*"))
-	if len(adopted) != 1 {
-		t.Fatalf("adopted trees: %v", adopted)
-	}
+}
 
-	// A catch-up release, then the API-only change.
-	h.mustPublish(commitBeforeAPI)
-	h.once(0)
-	webRelease := h.liveRelease()
-	assetsBefore, err := webAssets()
+// assets is what the web serves: the script assets of its index.html.
+func (h *realHost) assets() string {
+	h.t.Helper()
+	a, err := webAssets()
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	done = step("publish the API-only change")
-	h.mustPublish(commitAPI)
-	done()
-	out = h.plan()
-	contains(t, "plan of the API-only change", out,
-		"restart  cohuron-api     inputs changed: apps/api/src/services/view-type-mapping.yaml",
-		"skip install", "skip build    web", "skip restart  cohuron-web", "skip compose")
-	lacks(t, "plan of the API-only change", out, "build    web", "restart  cohuron-web", "install ")
-	done = step("converge the API-only change")
-	h.once(0)
-	done()
-	live = h.liveRelease()
-	h.processesRunFrom("cohuron-api", live)
-	h.processesRunFrom("cohuron-web", webRelease) // not restarted: it runs from where it ran
-	if a, err := webAssets(); err != nil || a != assetsBefore {
-		t.Fatalf("the web after an API-only change: %v %q (was %q)", err, a, assetsBefore)
-	}
-	if code, _ := login(); code != http.StatusOK {
-		t.Fatalf("login after the API-only change: %d", code)
-	}
+	return a
+}
 
-	// The web-only change: built at publish time once, extracted by the
-	// host, served by a restarted web; the API keeps running.
-	apiRelease := live
-	done = step("publish the web-only change")
-	out = h.mustPublish(commitWeb)
-	done()
-	contains(t, "publish of the web-only change", out, "build hook web, built now")
-	out = h.plan()
-	contains(t, "plan of the web-only change", out, "build    web", "inputs changed: apps/web/", "restart  cohuron-web",
-		"skip restart  cohuron-api", "skip install")
-	lacks(t, "plan of the web-only change", out, "restart  cohuron-api")
-	done = step("converge the web-only change")
-	h.once(0)
-	done()
-	live = h.liveRelease()
-	h.processesRunFrom("cohuron-web", live)
-	h.processesRunFrom("cohuron-api", apiRelease)
-	if a, err := webAssets(); err != nil || a == assetsBefore {
-		t.Fatalf("the web after a web-only change: %v, assets %q (unchanged)", err, a)
-	}
-	if !fileExists(filepath.Join(h.root, "apps/web/dist/index.html")) {
-		t.Fatal("the artifact's apps/web/dist is not in the live release")
-	}
-
-	// The dependency change: pnpm install runs, the web is rebuilt (its
-	// dependencies changed), both processes restart; compose is left alone.
-	h.mustPublish(commitBeforeDeps)
-	h.once(0)
-	containersBefore := h.containers()
-	done = step("publish the dependency change")
-	h.mustPublish(commitDeps)
-	done()
-	out = h.plan()
-	contains(t, "plan of the dependency change", out, "install ", "apps/web/package.json changed", "pnpm-lock.yaml changed",
-		"build    web", "restart  cohuron-api", "restart  cohuron-web", "skip compose")
-	done = step("converge the dependency change")
-	h.once(0)
-	done()
-	live = h.liveRelease()
-	h.processesRunFrom("cohuron-api", live)
-	h.processesRunFrom("cohuron-web", live)
-	if got := h.containers(); !maps.Equal(got, containersBefore) {
-		t.Fatalf("a dependency change recreated containers: %v -> %v", containersBefore, got)
-	}
-	if !fileExists(filepath.Join(h.root, "apps/web/node_modules/dexie/package.json")) {
-		t.Error("the dependency the commit adds (dexie) is not installed")
-	}
-
-	// main's web build fails: the publisher says so and publishes nothing;
-	// the hosts never see it.
-	seqs := h.run("publisher", "status", "--store", h.store, "--env", "prod")
-	out, code := h.publish(commitBroken)
-	if code == 0 {
-		t.Fatalf("publishing %s, whose web build fails, succeeded:\n%s", commitBroken, out)
-	}
-	contains(t, "publish of a broken web build", out, `build hook "web"`, "ScopeFilters")
-	if again := h.run("publisher", "status", "--store", h.store, "--env", "prod"); again != seqs {
-		t.Fatalf("a refused publish changed what the hosts report:\n%s\n%s", seqs, again)
-	}
-	out = h.once(0)
-	contains(t, "agent after a refused publish", out, "up-to-date")
-
+func (h *realHost) sameRows(rows map[string]int, when string) {
+	h.t.Helper()
 	if after := h.rowCounts(); !maps.Equal(after, rows) {
-		t.Fatalf("rows before the walk %v, after %v", rows, after)
+		h.t.Fatalf("rows of the old deployer's database %v, %s %v", rows, when, after)
 	}
-	if code, _ := login(); code != http.StatusOK {
-		t.Fatalf("login at the end: %d", code)
-	}
-	logs, _ := os.ReadDir(filepath.Join(h.dir, "var/lib/cohuron-agent/logs"))
-	t.Logf("releases converged: %d; %s", len(logs), fmt.Sprint(h.pm2Procs(h.pm2Home)))
 }

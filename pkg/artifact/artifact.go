@@ -68,6 +68,10 @@ func (b *Builder) Build(ctx context.Context, spec *manifest.Spec, in manifest.In
 	if err := Literal(spec, h); err != nil {
 		return nil, err
 	}
+	if os.Geteuid() == 0 && b.User == "" {
+		return nil, fault.Usage(fmt.Errorf("build hook %q runs at publish time and this publisher runs as root: install scripts and build hooks never run as root; "+
+			"pass --build-user NAME (or set COHURON_BUILD_USER) to an unprivileged account of this machine", h.Name))
+	}
 	work, err := os.MkdirTemp("", "publisher-build-")
 	if err != nil {
 		return nil, err

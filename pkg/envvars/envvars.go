@@ -43,5 +43,9 @@ var CrashAt = Variable{"COHURON_AGENT_CRASH_AT", "test only: the agent SIGKILLs 
 // ReliabilityOut is where proving-ground tests record what they proved (make reliability).
 var ReliabilityOut = Variable{"COHURON_RELIABILITY_OUT", "test only: directory where fault and attack tests record their cases for docs/RELIABILITY.md"}
 
+// BuildUser is the default of the publisher's --build-user: the account
+// publish-time build hooks run as when the publisher is root.
+var BuildUser = Variable{"COHURON_BUILD_USER", "unprivileged account that runs publish-time build hooks when the publisher runs as root (default of --build-user)"}
+
 // All lists every variable, for documentation and `--help`.
-var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, DockerHost, CrashAt, ReliabilityOut}
+var All = []Variable{CosignPassword, S3Endpoint, CI, TestBin, TestS3, NotifySocket, WatchdogUsec, JournalStream, DockerHost, CrashAt, ReliabilityOut, BuildUser}

@@ -304,6 +304,7 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 		o := obs.Processes[pr.Name]
 		newIn, haveNew := rel.Inputs.Processes[pr.Name]
 		oldIn, haveOld := cur.Inputs.Processes[pr.Name]
+		declared := haveNew && haveOld && len(pr.Inputs) > 0
 		var why string
 		switch {
 		case !existed:
@@ -312,12 +313,12 @@ func Make(d Desired, cur *state.Release, obs Observed) Plan {
 			why = fmt.Sprintf("process %s not running", pr.Name)
 		case installing:
 			why = "dependencies changed"
-		case haveNew && haveOld && newIn.Digest != oldIn.Digest:
+		case declared && newIn.Digest != oldIn.Digest:
 			why = "inputs changed: " + inputsChange(cur, rel, oldIn, newIn, !reflect.DeepEqual(old, pr), pr.Inputs)
 			if e := envChanged[pr.EnvFile]; e != "" {
 				why = e
 			}
-		case haveNew && haveOld:
+		case declared:
 		case codeChanged:
 			why = "code digest changed"
 		case envChanged[pr.EnvFile] != "":
@@ -453,7 +454,9 @@ func hooks(add, skip adder, rel *manifest.Release, cur *state.Release, codeChang
 		if h.AtPublish() {
 			what = "artifact"
 		}
-		sameKind := haveNew && haveOld
+		// Inputs decide only for a hook that declares them; one that does
+		// not runs when code or dependencies changed, as before inputs.
+		sameKind := haveNew && haveOld && len(h.Inputs) > 0
 		var why string
 		switch {
 		case !existed:
