@@ -166,7 +166,8 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 			obs.Images = nil
 			obs.Unobserved = append(obs.Unobserved, "compose services and images: "+firstLine(err.Error()))
 		case err != nil:
-			return err
+			// The engine, not the release: looked at again next poll.
+			return fault.Transient(fmt.Errorf("observing the compose services: %w", err))
 		default:
 			obs.Services = map[string]plan.Service{}
 			for name, s := range svcs {

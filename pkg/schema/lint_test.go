@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cohuron/deploy/internal/testenv"
 	"slices"
 	"strings"
 	"testing"
@@ -150,5 +151,25 @@ func TestFileErrorTransient(t *testing.T) {
 	}
 	if !(&FileError{File: "db/x.ddl", Err: errors.New("conn closed")}).Transient() {
 		t.Error("an error without a server verdict is not transient")
+	}
+	// The real app's db/17_inventory.ddl:52 (an END of a function body the
+	// splitter sees as transaction control): refused by the agent, so the
+	// release is broken, not the database (it was retried every poll).
+	if (&FileError{File: "db/17_inventory.ddl", Line: 52, Refused: true, Err: errors.New("END: files must not control transactions")}).Transient() {
+		t.Error("a file the agent refuses for what it says is transient")
+	}
+}
+
+// TestRealAppTransactionControl: the file the agent refused on the real
+// app is refused with its line, as a file the agent will not run (exit 4,
+// known bad), not as a database fault retried every poll.
+func TestRealAppTransactionControl(t *testing.T) {
+	text := string(testenv.AppFile(t, "main", "db/17_inventory.ddl"))
+	tc := transactionControl("db/17_inventory.ddl", text)
+	if len(tc) == 0 {
+		t.Fatal("db/17_inventory.ddl: no statement taken for transaction control; the agent refused the real app at line 52")
+	}
+	if tc[0].Line != 52 {
+		t.Errorf("first transaction control at line %d, want 52 (%q)", tc[0].Line, tc[0].Statement)
 	}
 }

@@ -119,6 +119,9 @@ type FileError struct {
 	File string
 	Line int // 1-based; 0 when unknown
 	Err  error
+	// Refused: the agent refused what the file says (before or without a
+	// server verdict): never transient.
+	Refused bool
 }
 
 func (e *FileError) Error() string {
@@ -135,6 +138,9 @@ func (e *FileError) Unwrap() error { return e.Err }
 // a server short of resources) rather than because of what it says:
 // the same file may pass when tried again.
 func (e *FileError) Transient() bool {
+	if e.Refused {
+		return false
+	}
 	var pe *pgconn.PgError
 	if !errors.As(e.Err, &pe) {
 		return true // no server verdict on the SQL: the connection failed
@@ -523,7 +529,7 @@ func (im *Importer) Apply(ctx context.Context, files, seeds []File, opt ApplyOpt
 			return Result{}, err
 		}
 		if tc := transactionControl(j.file.Name, j.text); len(tc) > 0 {
-			return Result{}, &FileError{File: j.file.Name, Line: tc[0].Line, Err: fmt.Errorf(
+			return Result{}, &FileError{File: j.file.Name, Line: tc[0].Line, Refused: true, Err: fmt.Errorf(
 				"%s: files must not control transactions (the agent applies all of them in one transaction); remove BEGIN/COMMIT from the file", tc[0].Statement)}
 		}
 		findings = append(findings, Destructive(j.file.Name, j.text)...)
@@ -547,7 +553,7 @@ func (im *Importer) Apply(ctx context.Context, files, seeds []File, opt ApplyOpt
 			return Result{}, fileError(j.file.Name, j.text, err)
 		}
 		if st := tx.Conn().PgConn().TxStatus(); st != 'T' {
-			return Result{}, &FileError{File: j.file.Name, Err: fmt.Errorf(
+			return Result{}, &FileError{File: j.file.Name, Refused: true, Err: fmt.Errorf(
 				"the file left the transaction (status %q, expected in transaction); it must not contain COMMIT, ROLLBACK or END", st)}
 		}
 		log.Info("applied schema file", "file", j.file.Name, "kind", j.kind, "why", why(p, j.file.Name, j.kind),

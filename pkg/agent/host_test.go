@@ -1,0 +1,203 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cohuron/deploy/internal/testenv"
+	"github.com/cohuron/deploy/pkg/agent"
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/manifest"
+	"github.com/cohuron/deploy/pkg/plan"
+	"github.com/cohuron/deploy/pkg/release"
+)
+
+// publishEnv publishes env with the fixture's bundle.
+func (f *fixture) publishEnv(env *manifest.Environment) {
+	f.t.Helper()
+	f.store.take()
+	if _, err := f.pub.Publish(context.Background(), release.Request{Env: env, Bundle: f.bundle}); err != nil {
+		f.t.Fatalf("publishing: %v", err)
+	}
+}
+
+// A release whose spec.paths are not this agent's is refused (exit 3),
+// never remembered as bad (the host's configuration may be what is
+// wrong), and the next release with the right paths converges.
+func TestPathsOtherThanTheAgentsAreRefused(t *testing.T) {
+	f := newFixture(t, 0)
+	env := f.env("hello", "ok")
+	env.Spec.Paths = manifest.Paths{Root: "/opt/cohuron", Backups: "/opt/cohuron-backups"}
+	f.publishEnv(env)
+	out, err := f.once()
+	if fault.ExitCode(err) != fault.ExitRejected || out == nil || out.Result != agent.ResultRejected {
+		t.Fatalf("Once = %+v, %v (exit %d); want rejected, exit 3", out, err, fault.ExitCode(err))
+	}
+	for _, want := range []string{"spec.paths.root is /opt/cohuron, but this agent manages " + f.root, "backups is /opt/cohuron-backups", "set root and backups in the agent's configuration"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if st := f.state(); len(st.KnownBad) != 0 || st.Current != nil {
+		t.Fatalf("state after a paths mismatch: bad %v, current %+v; want nothing", st.KnownBad, st.Current)
+	}
+	if _, err := os.Lstat(f.root); err == nil {
+		t.Fatal("the root was created for a refused release")
+	}
+	// Looked at again each poll, not cached by ETag.
+	if _, err := f.once(); fault.ExitCode(err) != fault.ExitRejected {
+		t.Fatalf("second Once: %v, want the same refusal", err)
+	}
+	f.publish("hello", "ok")
+	f.mustConverge(2)
+}
+
+// A host that cannot run the release (its spec.user does not exist) is
+// refused before anything changes, with the fix; nothing is known bad,
+// and agent plan says the same.
+func TestPreflightBeforeAnything(t *testing.T) {
+	f := newFixture(t, 0)
+	env := f.env("hello", "ok")
+	env.Spec.User = "cohuron-nosuchuser"
+	f.publishEnv(env)
+	p, err := f.a.Plan(context.Background())
+	if err == nil || p == nil || len(p.Preflight) == 0 || !strings.Contains(p.Preflight[0], "useradd") {
+		t.Fatalf("Plan = %+v, %v; want the missing user with the command that makes it", p, err)
+	}
+	out, err := f.once()
+	if err == nil || fault.ExitCode(err) != fault.ExitError {
+		t.Fatalf("Once = %+v, %v (exit %d); want an error (exit 1)", out, err, fault.ExitCode(err))
+	}
+	if !strings.Contains(err.Error(), "spec.user: expected an account cohuron-nosuchuser") || !strings.Contains(err.Error(), "useradd --system") {
+		t.Errorf("error %q does not name the check and its fix", err)
+	}
+	if st := f.state(); len(st.KnownBad) != 0 || st.Current != nil {
+		t.Fatalf("state after a preflight refusal: bad %v, current %+v", st.KnownBad, st.Current)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(f.backups, "releases")); len(entries) != 0 {
+		t.Fatalf("a release was staged on a host that cannot run it: %v", entries)
+	}
+}
+
+// A secret rotated at its source behind the same reference: the env file
+// of the running release is rewritten and only the process reading it
+// restarts; the plan names the variable and its reference, not a value.
+func TestRotatedSecretRestartsItsProcess(t *testing.T) {
+	f := newFixture(t, 0)
+	f.a.Cfg.SecretsRefresh = time.Minute
+	f.publish("hello", "ok")
+	f.mustConverge(1)
+	if out, _ := f.once(); out.Result != agent.ResultUpToDate {
+		t.Fatalf("Once with nothing rotated = %+v", out)
+	}
+	secretFile := filepath.Join(filepath.Dir(f.root), "..", "secrets", "etc/cohuron/demo/jwt-secret")
+	if err := os.WriteFile(secretFile, []byte("rotated-jwt-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The agent looks again every secretsRefresh: the next poll is an
+	// hour later.
+	f.a.Now = func() time.Time { return now.Add(time.Hour) }
+	p, err := f.a.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, s := range p.Plan.Steps {
+		text.WriteString(s.String() + "\n")
+	}
+	for _, want := range []string{"envfiles " + apiEnv, "JWT_SECRET (file:/etc/cohuron/demo/jwt-secret)", "restart  " + apiName} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, text.String())
+		}
+	}
+	if strings.Contains(text.String(), "rotated-jwt-value") || strings.Contains(text.String(), jwtValue) || strings.Contains(text.String(), webName) {
+		t.Errorf("plan shows a secret value or touches the web:\n%s", text.String())
+	}
+	out, err := f.once()
+	if err != nil || out.Result != agent.ResultConverged {
+		t.Fatalf("Once after the rotation = %+v, %v", out, err)
+	}
+	if got := f.procs.env(apiName)["JWT_SECRET"]; got != "rotated-jwt-value" {
+		t.Fatalf("the API runs with JWT_SECRET %q, want the rotated value", got)
+	}
+	if applied := f.procs.takeApplied(); len(applied) != 1 || strings.Join(applied[0], ",") != apiName {
+		t.Fatalf("restarted %v, want only %s", applied, apiName)
+	}
+	if env := readFile(t, filepath.Join(f.root, apiEnv)); !strings.Contains(env, "JWT_SECRET=rotated-jwt-value") {
+		t.Fatalf("env file not rewritten:\n%s", env)
+	}
+	if out, _ := f.once(); out.Result != agent.ResultUpToDate {
+		t.Fatalf("Once after the rotation converged = %+v, want up to date", out)
+	}
+}
+
+// agent plan on a host whose Docker daemon does not answer: a plan from
+// the inputs, saying what it could not observe; a converge is a transient
+// failure, retried.
+func TestPlanWithoutDocker(t *testing.T) {
+	f := newFixture(t, 0)
+	f.a.ToolEnv = []string{"PATH=" + os.Getenv("PATH"), "DOCKER_HOST=unix://" + filepath.Join(t.TempDir(), "no-daemon.sock")}
+	env := f.env("hello", "ok")
+	env.Spec.Compose = &manifest.Compose{File: "package.json", Project: "demo", Services: []string{"db"}}
+	f.publishEnv(env)
+	out, err := f.a.Plan(context.Background())
+	if err != nil {
+		t.Fatalf("Plan without a Docker daemon: %v", err)
+	}
+	if len(out.Plan.Unobserved) == 0 || !strings.Contains(out.Plan.Unobserved[0], "compose services") {
+		t.Fatalf("plan.Unobserved = %q, want the compose services", out.Plan.Unobserved)
+	}
+	if !out.Plan.Has(plan.Compose, "") {
+		t.Errorf("no compose step in a first install:\n%+v", out.Plan.Steps)
+	}
+	_, err = f.once()
+	if fault.KindOf(err) != fault.KindTransient {
+		t.Fatalf("Once without a Docker daemon: %v (%v), want a transient error", err, fault.KindOf(err))
+	}
+}
+
+// A release whose build hook fails is not activated (exit 4), is known
+// bad and not retried; the running release keeps running; a newer seq is
+// tried.
+func TestFailingBuildHookIsKnownBad(t *testing.T) {
+	f := newFixture(t, 0)
+	user := testenv.AppUser(t)
+	// t.TempDir's directories are 0700: the app user must reach the tree.
+	for d := filepath.Dir(f.root); d != "/tmp" && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	withHook := func(cmd string) *manifest.Environment {
+		env := f.env("hello", "ok")
+		env.Spec.User = user
+		env.Spec.Build = []manifest.Hook{{Name: "web", Cwd: "apps/web", Command: []string{"sh", "-c", cmd}, Outputs: []string{"apps/web/dist"}}}
+		return env
+	}
+	f.publishEnv(withHook("mkdir -p dist && echo built > dist/index.html"))
+	f.mustConverge(1)
+	live := f.rootTarget()
+
+	f.publishEnv(withHook("echo 'vite: Could not resolve ./search/ScopeFilters' >&2; exit 1"))
+	out, err := f.once()
+	if fault.ExitCode(err) != fault.ExitConvergeFailed || out == nil || out.Result != agent.ResultFailed {
+		t.Fatalf("Once with a failing build hook = %+v, %v (exit %d); want failed, exit 4", out, err, fault.ExitCode(err))
+	}
+	if !strings.Contains(err.Error(), `build hook "web"`) || !strings.Contains(err.Error(), "ScopeFilters") || !strings.Contains(err.Error(), "not activated") {
+		t.Errorf("error %q does not say which hook failed and why", err)
+	}
+	if f.rootTarget() != live {
+		t.Fatal("a failed build switched the root")
+	}
+	if _, bad := f.state().IsBad(2, f.state().Last.Digest); !bad {
+		t.Fatal("the release whose build failed is not known bad")
+	}
+	out, err = f.once()
+	if err != nil || out.Result != agent.ResultBlocked || !strings.Contains(out.Blocked, "known-bad") {
+		t.Fatalf("the next poll = %+v, %v; want blocked known-bad, not retried", out, err)
+	}
+	f.publishEnv(withHook("mkdir -p dist && echo fixed > dist/index.html"))
+	f.mustConverge(3)
+}
