@@ -106,8 +106,9 @@ env: demo
 policy: %s
 stateDir: %s/var/lib/cohuron-agent
 pm2Home: %s
-secretsDir: %s/secrets
-hostId: %s
+legacyPM2Home: %[3]s/root/.pm2
+secretsDir: %[5]s/secrets
+hostId: %[6]s
 `, store, policy, dir, h.pm2Home, ws, name)
 	testenv.WriteFiles(t, dir, map[string]string{"agent.yaml": cfg})
 	if err := os.MkdirAll(filepath.Join(dir, "opt"), 0o755); err != nil {

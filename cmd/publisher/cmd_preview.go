@@ -132,6 +132,9 @@ func previewSummary(manifestFile string, pv *release.Preview, res previewResult)
 	cur := pv.Current.Release
 	intro = fmt.Sprintf("Publishing %s makes release %d of %s, a config-only release that keeps the bundle of release %d (%s, commit %s). Release %d was verified (signed by %s).",
 		manifestFile, res.NextSeq, res.Env, cur.Seq, cur.Bundle.Key, short(cur.Source.Commit), cur.Seq, strings.Join(pv.Current.Signers, ", "))
+	if len(pv.Builds) > 0 {
+		intro += fmt.Sprintf(" The publish builds %s at publish time (its inputs changed).", strings.Join(pv.Builds, ", "))
+	}
 	switch {
 	case !res.ConfigChanged:
 		verdict = "The manifest does not change the environment: publishing it only renews the release's expiry (the hosts still move to a new release directory and switch)."

@@ -3,7 +3,9 @@ package realapp
 import (
 	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,22 @@ func TestRealApp(t *testing.T) {
 			t.Fatalf("the web after an API-only change serves %q, was %q", a, assets)
 		}
 		h.loggedIn("after the API-only change")
+
+		// A secret rotated behind its unchanged reference: the API's env
+		// file is rewritten, the API (only) reloads with the new value.
+		apiPIDs := h.pm2Procs(h.pm2Home)["cohuron-api"]
+		h.writeSecrets(map[string]string{"jwt-secret": "realapp-jwt-secret-2"})
+		out = h.plan()
+		contains(t, "plan after a rotated secret", out, "JWT_SECRET (file:/cohuron/prod/jwt-secret)", "restart  cohuron-api")
+		lacks(t, "plan after a rotated secret", out, "realapp-jwt-secret", "restart  cohuron-web")
+		h.once(0)
+		if env, _ := os.ReadFile(filepath.Join(h.root, "apps/api/.env")); !strings.Contains(string(env), "JWT_SECRET=realapp-jwt-secret-2") {
+			t.Fatalf("the API's env file after the rotation:\n%s", env)
+		}
+		if now := h.pm2Procs(h.pm2Home)["cohuron-api"]; len(now) == 0 || slices.Equal(now, apiPIDs) {
+			t.Fatalf("the API was not reloaded for the rotated secret: pids %v -> %v", apiPIDs, now)
+		}
+		h.loggedIn("after the secret rotation")
 		h.sameRows(rows, "after the walk")
 	})
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
@@ -21,6 +22,9 @@ type Preview struct {
 	// NextDigest the sha256 hex of its bytes.
 	Next       *manifest.Release
 	NextDigest string
+	// Builds names the publish-time hooks a publish would build (their
+	// inputs changed); their artifacts in Next are placeholders.
+	Builds []string
 }
 
 // Preview computes the config-only release req would publish. req.Policy
@@ -43,10 +47,26 @@ func (p *Publisher) Preview(ctx context.Context, req Request) (*Preview, error) 
 		return nil, err
 	}
 	next.Seq = cur.Release.Seq + 1
+	pv := &Preview{Current: cur, Next: next}
+	for _, h := range next.Spec.Build {
+		if !h.AtPublish() {
+			continue
+		}
+		in := next.Inputs.Hooks[h.Name].Digest
+		if a, ok := cur.Release.Artifact(h.Name); ok && a.Inputs == in {
+			next.Artifacts = append(next.Artifacts, a) // kept: same inputs
+			continue
+		}
+		// A publish would build it; its bytes are not known yet.
+		pv.Builds = append(pv.Builds, h.Name)
+		next.Artifacts = append(next.Artifacts, manifest.Artifact{Hook: h.Name, Inputs: in,
+			BundleRef: manifest.BundleRef{Key: ArtifactKey(h.Name, in), SHA256: strings.Repeat("0", 64), Size: 1, Files: 1}})
+	}
 	raw, err := Marshal(next)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(raw)
-	return &Preview{Current: cur, Next: next, NextDigest: hex.EncodeToString(sum[:])}, nil
+	pv.NextDigest = hex.EncodeToString(sum[:])
+	return pv, nil
 }
