@@ -146,7 +146,7 @@ func (a *Agent) preflight(spec *manifest.Spec) error {
 	return preflight.Check(spec, a.ToolEnv).Err()
 }
 
-// Preflight checks the running release's spec on this host (at start).
+// PreflightCurrent checks the running release's spec on this host (at start).
 func (a *Agent) PreflightCurrent() error {
 	st, err := a.states.Load()
 	if err != nil || st.Current == nil || st.Current.Spec == nil {
