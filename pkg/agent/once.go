@@ -560,6 +560,8 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		}
 	}
 
+	a.Log.Info("staged", "seq", rel.Seq, "dir", newDir, "took", a.Now().Sub(start).Round(time.Millisecond).String())
+
 	// Services and schema, before the switch: the new code starts against
 	// them. A failure here leaves the running release as it was.
 	sj := &state.Journal{Phase: state.PhaseStaging, Kind: kind, Procs: procNames, Seq: rel.Seq, Digest: d.v.Digest, NewDir: newDir, Started: start}
@@ -935,6 +937,7 @@ func (a *Agent) activate(ctx context.Context, j *state.Journal, p plan.Plan, spe
 			return err
 		}
 	}
+	a.Log.Info("restarting", "processes", strings.Join(restart, ","))
 	if err := a.Procs.Apply(ctx, a.Cfg.Root, spec, envs, restart); err != nil {
 		return err
 	}
