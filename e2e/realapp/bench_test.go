@@ -89,11 +89,16 @@ func BenchmarkRealApp(b *testing.B) {
 				}
 				start := time.Now()
 				h.mustPublish(c.to)
-				h.once(0)
+				out := h.once(0)
 				agent[c.name] = time.Since(start)
+				if c.name == "API-only" {
+					b.Logf("agent once, API-only change (publish started %s):\n%s", start.Format("15:04:05.000"), out)
+				}
 				if stop != nil {
 					agentLoad = stop()
-					firstNew = first()
+					if firstNew = first(); firstNew == 0 {
+						b.Fatal("API-only change: no new API worker served a request during the change")
+					}
 				}
 				b.Logf("agent, %s change: %s", c.name, agent[c.name].Round(100*time.Millisecond))
 			}
@@ -118,6 +123,12 @@ func BenchmarkRealApp(b *testing.B) {
 		firstNew.Seconds(), firstNew.Seconds()/old["API-only"].Seconds())
 	fmt.Fprintf(&table, "Requests during the API change (%.0f/s from many loopback clients): agent %d ok / %d failed; old deployer %d ok / %d failed.\n",
 		agentLoad.rate, agentLoad.ok, agentLoad.failed, oldLoad.ok, oldLoad.failed)
+	for _, f := range agentLoad.failures {
+		fmt.Fprintf(&table, "agent, failed request: %s\n", f)
+	}
+	for _, f := range oldLoad.failures {
+		fmt.Fprintf(&table, "old deployer, failed request: %s\n", f)
+	}
 	b.Log(table.String())
 }
 
@@ -142,6 +153,7 @@ func (h *realHost) importSchema(commit string) {
 type loadResult struct {
 	ok, failed int64
 	rate       float64
+	failures   []string // the first few failed requests: when, and what came back
 }
 
 // load sends about rps GET /api/health a second, each on its own
@@ -149,6 +161,8 @@ type loadResult struct {
 // API rate-limits each address), until the returned stop is called.
 func load(t testing.TB, rps int) (stop func() loadResult) {
 	var ok, failed atomic.Int64
+	var mu sync.Mutex
+	var failures []string
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -167,10 +181,17 @@ func load(t testing.TB, rps int) (stop func() loadResult) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if code, _ := get(url); code == http.StatusOK {
+				sent := time.Now()
+				code, body := get(url)
+				if code == http.StatusOK {
 					ok.Add(1)
-				} else {
-					failed.Add(1)
+					return
+				}
+				failed.Add(1)
+				mu.Lock()
+				defer mu.Unlock()
+				if len(failures) < 5 {
+					failures = append(failures, fmt.Sprintf("%s (+%s): %d %s", sent.Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond), code, tail(body, 200)))
 				}
 			}()
 		}
@@ -179,28 +200,38 @@ func load(t testing.TB, rps int) (stop func() loadResult) {
 		cancel()
 		wg.Wait()
 		n := ok.Load() + failed.Load()
-		return loadResult{ok: ok.Load(), failed: failed.Load(), rate: float64(n) / time.Since(start).Seconds()}
+		return loadResult{ok: ok.Load(), failed: failed.Load(), rate: float64(n) / time.Since(start).Seconds(), failures: failures}
 	}
 }
 
-// watchNewWorker polls the API until a worker of process name that was
-// not running when it started serves a request, and returns a function
-// giving how long after the call that first happened (0: never).
+// watchNewWorker polls the API, noting which process served each
+// request, and returns a function giving how long after the call a worker
+// of process name first served one that was not among its workers when
+// watchNewWorker was called and is among them when the function is called
+// (0: never). It fails t if name has no workers to begin with: every
+// process would then look new.
 func (h *realHost) watchNewWorker(name string) func() time.Duration {
+	h.t.Helper()
 	before := map[int]bool{}
 	for _, pid := range h.pm2Procs(h.pm2Home)[name] {
 		before[pid] = true
 	}
+	if len(before) == 0 {
+		h.t.Fatalf("watchNewWorker: PM2 (%s) lists no online worker of %s", h.pm2Home, name)
+	}
+	type sample struct {
+		at  time.Duration
+		pid int
+	}
+	var samples []sample
 	start := time.Now()
-	var at atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
 			if pid := servedBy(); pid > 0 && !before[pid] {
-				at.Store(int64(time.Since(start)))
-				return
+				samples = append(samples, sample{time.Since(start), pid})
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -208,7 +239,16 @@ func (h *realHost) watchNewWorker(name string) func() time.Duration {
 	return func() time.Duration {
 		cancel()
 		<-done
-		return time.Duration(at.Load())
+		after := map[int]bool{}
+		for _, pid := range h.pm2Procs(h.pm2Home)[name] {
+			after[pid] = true
+		}
+		for _, s := range samples {
+			if after[s.pid] {
+				return s.at
+			}
+		}
+		return 0
 	}
 }
 
