@@ -2,12 +2,8 @@ package artifact
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -16,8 +12,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/deps"
@@ -240,15 +234,7 @@ func plural(n int, one, many string) string {
 // reads reports whether hook h's inputs cover path (every file when it
 // declares none).
 func reads(h manifest.Hook, path string) bool {
-	if len(h.Inputs) == 0 {
-		return true
-	}
-	for _, g := range h.Inputs {
-		if ok, _ := doublestar.Match(g, path); ok {
-			return true
-		}
-	}
-	return false
+	return manifest.MatchesInputs(h.Inputs, path)
 }
 
 func literalOnly(ef manifest.EnvFile) bool {
@@ -300,7 +286,7 @@ func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, er
 		return nil, err
 	}
 	defer f.Close()
-	cw := &countingWriter{w: f}
+	cw := &bundle.DigestWriter{W: f}
 	bw, err := bundle.NewWriter(cw, mtime)
 	if err != nil {
 		return nil, err
@@ -343,7 +329,7 @@ func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, er
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	return &Built{Path: out, SHA256: cw.sum(), Size: cw.n, Index: bw.Index}, nil
+	return &Built{Path: out, SHA256: cw.Sum(), Size: cw.Size(), Index: bw.Index}, nil
 }
 
 // insideOutputs reports whether a symlink at p to target resolves inside
@@ -359,27 +345,4 @@ func insideOutputs(p, target string, outputs []string) bool {
 		}
 	}
 	return false
-}
-
-type countingWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	if c.h == nil {
-		c.h = sha256.New()
-	}
-	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) sum() string {
-	if c.h == nil {
-		c.h = sha256.New()
-	}
-	return hex.EncodeToString(c.h.Sum(nil))
 }

@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/bmatcuk/doublestar/v4"
-
 	"github.com/cohuron/deploy/pkg/manifest"
 )
 
@@ -153,17 +151,7 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 // spec they match (none when globs is empty: a hook that declares no
 // inputs is built from the code and the dependencies, as before inputs).
 func (ix *Index) match(globs []string, spec *manifest.Spec, envs map[string]string) (files, envFiles map[string]string) {
-	matches := func(p string) bool {
-		if len(globs) == 0 {
-			return true
-		}
-		for _, g := range globs {
-			if ok, _ := doublestar.Match(g, p); ok {
-				return true
-			}
-		}
-		return false
-	}
+	matches := func(p string) bool { return manifest.MatchesInputs(globs, p) }
 	files = map[string]string{}
 	for _, e := range ix.Entries {
 		if matches(e.Path) {

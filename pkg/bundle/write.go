@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"path"
 	"strings"
@@ -105,3 +106,33 @@ func CheckLink(p, target string) error {
 	}
 	return nil
 }
+
+// DigestWriter passes writes on to W and keeps the SHA-256 and size of
+// what W accepted: the digest and size a release records for an archive
+// as it is written.
+type DigestWriter struct {
+	W io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (d *DigestWriter) Write(p []byte) (int, error) {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	n, err := d.W.Write(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
+	return n, err
+}
+
+// Sum is the hex SHA-256 of what was written.
+func (d *DigestWriter) Sum() string {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	return hex.EncodeToString(d.h.Sum(nil))
+}
+
+// Size is how many bytes were written.
+func (d *DigestWriter) Size() int64 { return d.n }

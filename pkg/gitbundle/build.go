@@ -3,11 +3,8 @@ package gitbundle
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/url"
 	"path"
@@ -108,14 +105,14 @@ func Build(ctx context.Context, opts Options, w io.Writer) (*Result, error) {
 		return nil, fault.Usage(fmt.Errorf("commit %s has no files to bundle after exclusions", commit.Hash))
 	}
 
-	cw := &countingWriter{w: w, h: sha256.New()}
+	cw := &bundle.DigestWriter{W: w}
 	ix, err := writeArchive(ctx, repo, files, res.Source.Time, cw)
 	if err != nil {
 		return nil, err
 	}
 	res.Index = ix
-	res.Size = cw.n
-	res.SHA256 = hex.EncodeToString(cw.h.Sum(nil))
+	res.Size = cw.Size()
+	res.SHA256 = cw.Sum()
 	return res, nil
 }
 
@@ -319,17 +316,4 @@ func firstLine(s string) string {
 		s = s[:200]
 	}
 	return s
-}
-
-type countingWriter struct {
-	w io.Writer
-	h hash.Hash
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
 }

@@ -663,3 +663,20 @@ func TestNodeScript(t *testing.T) {
 		}
 	}
 }
+func TestMatchesInputs(t *testing.T) {
+	for _, c := range []struct {
+		globs []string
+		path  string
+		want  bool
+	}{
+		{nil, "anything/at/all.ts", true},
+		{[]string{"apps/web/**"}, "apps/web/src/main.tsx", true},
+		{[]string{"apps/web/**"}, "apps/api/src/server.ts", false},
+		{[]string{"apps/api/*.json", "db/*.ddl"}, "db/01_schema.ddl", true},
+		{[]string{"apps/api/*.json"}, "apps/api/src/x.json", false},
+	} {
+		if got := manifest.MatchesInputs(c.globs, c.path); got != c.want {
+			t.Errorf("MatchesInputs(%q, %q) = %v, want %v", c.globs, c.path, got, c.want)
+		}
+	}
+}

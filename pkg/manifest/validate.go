@@ -351,6 +351,22 @@ func checkCommand(at string, argv []string, cwd string, timeout Duration) []stri
 	return append(ps, checkTimeout(at+".timeout", timeout)...)
 }
 
+// MatchesInputs reports whether the bundle path p matches one of the
+// input globs (doublestar syntax, as checkGlobs accepts them); with no
+// globs every path matches: a hook or process that declares no inputs
+// depends on the whole bundle.
+func MatchesInputs(globs []string, p string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if ok, _ := doublestar.Match(g, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // checkGlobs checks input globs: clean relative patterns with valid syntax.
 func checkGlobs(at string, globs []string) []strictyaml.Problem {
 	var ps []strictyaml.Problem

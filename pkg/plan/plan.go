@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/bmatcuk/doublestar/v4"
-
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/state"
 )
@@ -519,7 +517,7 @@ func inputsChange(cur *state.Release, rel *manifest.Release, oldIn, newIn manife
 		parts = append(parts, "dependency files")
 	}
 	for _, f := range slices.Sorted(maps.Keys(rel.Inputs.Config.Files)) {
-		if old, ok := cur.Inputs.Config.Files[f]; ok && old != rel.Inputs.Config.Files[f] && len(globs) > 0 && matchesAny(globs, f) {
+		if old, ok := cur.Inputs.Config.Files[f]; ok && old != rel.Inputs.Config.Files[f] && len(globs) > 0 && manifest.MatchesInputs(globs, f) {
 			parts = append(parts, "env file "+f)
 		}
 	}
@@ -533,19 +531,6 @@ func inputsChange(cur *state.Release, rel *manifest.Release, oldIn, newIn manife
 		return "files matching " + strings.Join(globs, ", ")
 	}
 	return strings.Join(parts, ", ")
-}
-
-// matchesAny reports whether p matches one of globs (any p when there are none).
-func matchesAny(globs []string, p string) bool {
-	if len(globs) == 0 {
-		return true
-	}
-	for _, g := range globs {
-		if ok, _ := doublestar.Match(g, p); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // under reports whether p is dir or inside it ("" is the release root).
