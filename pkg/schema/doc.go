@@ -17,9 +17,17 @@
 // (the agent dumps the schemas with Dump first) or the database has no
 // tables. Restore puts a dump back.
 //
+// Shadow (schema.mode declarative, being built: issue 14) imports the
+// files into a throwaway database on the same server the way the app's
+// own tooling does, psql without ON_ERROR_STOP: each failing statement is
+// a warning with file:line, the failed ones run once more after the rest
+// (an order problem when they then pass; drops and deletes never), and
+// the shadow is dropped afterwards, or by the next import after a crash.
+//
 // schema must never re-run an unchanged file or a seed, apply anything
 // outside one transaction, let a file's BEGIN/COMMIT end that
 // transaction, drop data the release did not allow to drop, or put the
-// database password in an error, a log line or a command line. Only
+// database password in an error, a log line or a command line, or let
+// psql run a meta-command from a schema file. Only
 // pg_dump and psql are run, through pkg/proc.
 package schema

@@ -138,15 +138,7 @@ func (im *Importer) bin(name string) string {
 // cliConn returns the --dbname argument (the URL without its password)
 // and the environment for pg_dump and psql (Env plus PGPASSWORD).
 func (im *Importer) cliConn() (string, []string, error) {
-	dbname, password, err := splitPassword(im.URL)
-	if err != nil {
-		return "", nil, err
-	}
-	env := append([]string{}, im.Env...)
-	if password != "" {
-		env = append(env, "PGPASSWORD="+password)
-	}
-	return dbname, env, nil
+	return cliConnOf(im.URL, im.Env)
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

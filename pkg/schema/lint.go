@@ -78,6 +78,26 @@ var dropKeepsColumn = map[string]bool{
 	"CONSTRAINT": true, "DEFAULT": true, "NOT": true, "EXPRESSION": true, "IDENTITY": true,
 }
 
+// metaCommands finds psql meta-commands (a backslash outside literals,
+// identifiers and comments, e.g. \connect, \!, \copy): psql runs them on
+// the host it runs on, so schema files must not hold any. Statement is
+// the command as written (up to the end of its word).
+func metaCommands(name, sql string) []Finding {
+	lines := newLineIndex(sql)
+	var out []Finding
+	for _, t := range tokens(sql, 0, len(sql)) {
+		if !t.is(`\`) {
+			continue
+		}
+		end := t.off + 1
+		for end < len(sql) && !isSpace(sql[end]) && end-t.off < 40 {
+			end++
+		}
+		out = append(out, Finding{File: name, Line: lines.line(t.off), Statement: sql[t.off:end]})
+	}
+	return out
+}
+
 // transactionControl finds top-level statements that would end or nest
 // the transaction Apply runs every file in: BEGIN, START TRANSACTION,
 // COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION. Dollar-quoted bodies

@@ -1,0 +1,397 @@
+package schema
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/proc"
+)
+
+// ShadowPrefix starts the name of every shadow database the agent
+// creates; the rest is a digest of the host name and a random suffix, so
+// hosts sharing a server never drop each other's.
+const ShadowPrefix = "cohuron_shadow_"
+
+// maxRetryRounds bounds the passes over the statements that failed: each
+// pass runs them again in order, and a pass where none newly succeeds ends it.
+const maxRetryRounds = 5
+
+// Warning is one statement of a schema file that failed in the shadow
+// import, as psql reported it: the app's own importer runs psql without
+// ON_ERROR_STOP, so such a statement is skipped and the import goes on.
+type Warning struct {
+	File      string
+	Line      int    // psql's line: where the statement ended
+	Message   string // ERROR: and the lines after it (DETAIL, HINT, ...)
+	Statement string
+	// Order: the statement succeeded when run again after the rest, so
+	// it failed only because of the files' order.
+	Order bool
+}
+
+func (w Warning) String() string {
+	s := fmt.Sprintf("%s:%d: %s", w.File, w.Line, w.Message)
+	if w.Order {
+		s += " (ran when retried after the rest: an order problem)"
+	}
+	return s
+}
+
+// ShadowOptions say how to import.
+type ShadowOptions struct {
+	// Host names the shadow databases of this host (see ShadowPrefix).
+	Host string
+	// Strict: a failing statement refuses the release (psql with
+	// ON_ERROR_STOP) instead of being a warning.
+	Strict bool
+}
+
+// ShadowResult is what a shadow import produced.
+type ShadowResult struct {
+	Database string    // the shadow's name (dropped when Shadow returns)
+	Warnings []Warning // the statements that failed (or failed only first)
+	Took     time.Duration
+}
+
+// Failed returns the warnings of statements that never ran.
+func (r *ShadowResult) Failed() []Warning {
+	var out []Warning
+	for _, w := range r.Warnings {
+		if !w.Order {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Shadow creates an empty database on the live database's server, imports
+// files into it in order with psql the way the app's own tooling does
+// (each failing statement a Warning; with opt.Strict a *FileError), runs
+// the statements that failed once more after the rest (and again while
+// that helps), calls inspect with the shadow's URL (for the diff), and
+// drops the shadow, whatever happened. It first drops what a crashed run
+// of this host left (DropShadows). The role needs CREATEDB. Files that
+// hold psql meta-commands are refused: psql would run them on this host.
+func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions, inspect func(ctx context.Context, url string) error) (res *ShadowResult, err error) {
+	start := time.Now()
+	texts := make([]string, len(files))
+	for i, f := range files {
+		if texts[i], err = readChecked(f); err != nil {
+			return nil, err
+		}
+		if ms := metaCommands(f.Name, texts[i]); len(ms) > 0 {
+			return nil, &FileError{File: f.Name, Line: ms[0].Line, Refused: true,
+				Err: fmt.Errorf("psql meta-command %s: schema files are SQL only (psql would run it on the agent's host); remove it", ms[0].Statement)}
+		}
+	}
+	if err := im.DropShadows(ctx, opt.Host); err != nil {
+		return nil, err
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	name := shadowPrefix(opt.Host) + hex.EncodeToString(rnd[:])
+	if err := im.adminExec(ctx, "CREATE DATABASE "+quoteIdent(name)); err != nil {
+		return nil, fmt.Errorf("creating shadow database %s: %w (the agent's database role needs CREATEDB for schema.mode declarative: ALTER ROLE ... CREATEDB)", name, err)
+	}
+	defer func() {
+		// Dropped with a fresh context: the import's may be cancelled.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := im.adminExec(dctx, "DROP DATABASE IF EXISTS "+quoteIdent(name)+" WITH (FORCE)"); derr != nil {
+			im.log().Warn("dropping the shadow database (the next import drops it)", "database", name, "err", derr)
+		}
+	}()
+	shadowURL, err := withDatabase(im.URL, name)
+	if err != nil {
+		return nil, err
+	}
+	res = &ShadowResult{Database: name}
+	var failed []Warning
+	for i, f := range files {
+		ws, err := im.psqlScript(ctx, shadowURL, texts[i], opt.Strict)
+		for j := range ws {
+			ws[j].File = f.Name
+		}
+		if err != nil {
+			if opt.Strict && len(ws) > 0 {
+				return nil, &FileError{File: f.Name, Line: ws[0].Line, Refused: true,
+					Err: fmt.Errorf("%s (schema.strict: true refuses any failing statement)", ws[0].Message)}
+			}
+			return nil, fmt.Errorf("importing %s into the shadow database: %w", f.Name, err)
+		}
+		failed = append(failed, ws...)
+	}
+	// A statement that drops or deletes is not run again: after the
+	// rest it would remove what the rest created.
+	var retryable []Warning
+	for _, w := range failed {
+		if losesData(w.Statement) {
+			res.Warnings = append(res.Warnings, w)
+		} else {
+			retryable = append(retryable, w)
+		}
+	}
+	failed = retryable
+	for round := 0; round < maxRetryRounds && len(failed) > 0; round++ {
+		still, err := im.retry(ctx, shadowURL, failed)
+		if err != nil {
+			return nil, err
+		}
+		if len(still) == len(failed) {
+			break
+		}
+		for _, w := range failed {
+			if !containsWarning(still, w) {
+				w.Order = true
+				res.Warnings = append(res.Warnings, w)
+			}
+		}
+		failed = still
+	}
+	res.Warnings = append(res.Warnings, failed...)
+	pos := map[string]int{}
+	for i, f := range files {
+		pos[f.Name] = i
+	}
+	sort.SliceStable(res.Warnings, func(i, j int) bool {
+		a, b := res.Warnings[i], res.Warnings[j]
+		if pos[a.File] != pos[b.File] {
+			return pos[a.File] < pos[b.File]
+		}
+		return a.Line < b.Line
+	})
+	if inspect != nil {
+		if err := inspect(ctx, shadowURL); err != nil {
+			return nil, err
+		}
+	}
+	res.Took = time.Since(start)
+	im.log().Info("shadow import", "files", len(files), "failed", len(res.Failed()), "order", len(res.Warnings)-len(res.Failed()), "took", res.Took.Round(time.Millisecond))
+	return res, nil
+}
+
+// losesData reports whether stmt drops, deletes or truncates anything.
+func losesData(stmt string) bool {
+	if len(Destructive("", stmt)) > 0 {
+		return true
+	}
+	toks := tokens(stmt, 0, len(stmt))
+	return len(toks) > 0 && (toks[0].isWord("DROP") || toks[0].isWord("DELETE") || toks[0].isWord("TRUNCATE") ||
+		toks[0].isWord("ALTER") && slicesContainsWord(toks, "DROP"))
+}
+
+func slicesContainsWord(toks []token, w string) bool {
+	for _, t := range toks {
+		if t.isWord(w) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsWarning(ws []Warning, w Warning) bool {
+	for _, x := range ws {
+		if x.File == w.File && x.Line == w.Line && x.Statement == w.Statement {
+			return true
+		}
+	}
+	return false
+}
+
+// retry runs the statements of failed again, in order, in one psql
+// script, and returns those that failed again.
+func (im *Importer) retry(ctx context.Context, shadowURL string, failed []Warning) ([]Warning, error) {
+	var script strings.Builder
+	lastLine := make([]int, len(failed)) // the script line each statement ends on
+	line := 1
+	for i, w := range failed {
+		stmt := strings.TrimRight(w.Statement, " \t\r\n")
+		if !strings.HasSuffix(stmt, ";") {
+			stmt += ";"
+		}
+		script.WriteString(stmt)
+		script.WriteString("\n")
+		line += strings.Count(stmt, "\n")
+		lastLine[i] = line
+		line++
+	}
+	ws, err := im.psqlScript(ctx, shadowURL, script.String(), false)
+	if err != nil {
+		return nil, fmt.Errorf("running the failed statements again in the shadow database: %w", err)
+	}
+	var still []Warning
+	for _, w := range ws {
+		for i, end := range lastLine {
+			if w.Line <= end {
+				f := failed[i]
+				f.Message = w.Message
+				if !containsWarning(still, f) {
+					still = append(still, f)
+				}
+				break
+			}
+		}
+	}
+	return still, nil
+}
+
+// psqlScript runs sql with psql on stdin against url, query output
+// discarded, and returns the statements that failed. With stop, the first
+// failure ends the script (and the returned error is set).
+func (im *Importer) psqlScript(ctx context.Context, conn, sql string, stop bool) ([]Warning, error) {
+	dbname, env, err := cliConnOf(conn, im.Env)
+	if err != nil {
+		return nil, err
+	}
+	onErr := "0"
+	if stop {
+		onErr = "1"
+	}
+	var out bytes.Buffer
+	_, err = proc.Run(ctx, proc.Cmd{Name: im.bin("psql"), Env: env, Stdin: strings.NewReader(sql), Output: &out,
+		Args: []string{"-X", "-q", "-b", "-o", os.DevNull, "-v", "ON_ERROR_STOP=" + onErr, "--dbname=" + dbname, "-f", "-"}})
+	ws := parsePsqlErrors(out.Bytes())
+	if err != nil && !(stop && len(ws) > 0) {
+		return ws, fmt.Errorf("psql: %w", err)
+	}
+	if err != nil {
+		return ws, errors.New(ws[0].Message)
+	}
+	return ws, nil
+}
+
+// psqlLine is a line psql prints about its input: psql:FILE:LINE: WHAT: ...
+var psqlLine = regexp.MustCompile(`^psql:<stdin>:(\d+): ([A-Z]+):  ?(.*)$`)
+
+// parsePsqlErrors reads psql -b's stderr: each ERROR line, the lines
+// after it (DETAIL, HINT, CONTEXT, LINE n) and the STATEMENT that failed,
+// which may span lines.
+func parsePsqlErrors(out []byte) []Warning {
+	var ws []Warning
+	var cur *Warning
+	inStatement := false
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		m := psqlLine.FindStringSubmatch(l)
+		if m == nil {
+			switch {
+			case cur != nil && inStatement:
+				cur.Statement += "\n" + l
+			case cur != nil && strings.TrimSpace(l) != "":
+				cur.Message += "\n" + l
+			}
+			continue
+		}
+		n, _ := strconv.Atoi(m[1])
+		switch m[2] {
+		case "ERROR", "FATAL":
+			ws = append(ws, Warning{Line: n, Message: m[2] + ": " + m[3]})
+			cur, inStatement = &ws[len(ws)-1], false
+		case "STATEMENT":
+			if cur != nil {
+				cur.Statement, inStatement = m[3], true
+			}
+		default: // WARNING, NOTICE, ...: not a failure
+			cur, inStatement = nil, false
+		}
+	}
+	return ws
+}
+
+// DropShadows drops the shadow databases host left (a crashed import).
+func (im *Importer) DropShadows(ctx context.Context, host string) error {
+	conn, err := im.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, shadowPrefix(host))
+	if err != nil {
+		return fmt.Errorf("listing shadow databases: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("listing shadow databases: %w", err)
+	}
+	for _, n := range names {
+		im.log().Info("dropping a shadow database a previous import left", "database", n)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(n)+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("dropping shadow database %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func (im *Importer) adminExec(ctx context.Context, sql string) error {
+	conn, err := im.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func shadowPrefix(host string) string {
+	sum := sha256.Sum256([]byte(host))
+	return ShadowPrefix + hex.EncodeToString(sum[:4]) + "_"
+}
+
+// withDatabase returns conn (a postgres:// URL or key=value string) with
+// its database replaced by db.
+func withDatabase(conn, db string) (string, error) {
+	scheme, _, isURL := strings.Cut(conn, "://")
+	if isURL && (scheme == "postgres" || scheme == "postgresql") {
+		u, err := url.Parse(conn)
+		if err != nil {
+			return "", fmt.Errorf("database URL %s: %w", redactURL(conn), err)
+		}
+		q := u.Query()
+		q.Del("dbname")
+		u.RawQuery = q.Encode()
+		u.Path, u.RawPath = "/"+db, ""
+		return u.String(), nil
+	}
+	// key=value: a later keyword overrides an earlier one.
+	return conn + " dbname='" + db + "'", nil
+}
+
+// cliConnOf returns the --dbname argument for conn (without its
+// password) and base plus PGPASSWORD.
+func cliConnOf(conn string, base []string) (string, []string, error) {
+	dbname, password, err := splitPassword(conn)
+	if err != nil {
+		return "", nil, err
+	}
+	env := append([]string{}, base...)
+	if password != "" {
+		env = append(env, "PGPASSWORD="+password)
+	}
+	return dbname, env, nil
+}

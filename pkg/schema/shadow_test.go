@@ -1,0 +1,296 @@
+package schema_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cohuron/deploy/internal/testenv"
+	"github.com/cohuron/deploy/pkg/schema"
+)
+
+// shadows lists the shadow databases of the server at url.
+func shadows(t *testing.T, url string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", schema.ShadowPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// TestShadow imports files into a shadow database the way psql without
+// ON_ERROR_STOP does, and checks what the caller sees of it.
+func TestShadow(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	files := map[string]string{
+		// Needs db/2_b.ddl's table: fails first, runs when retried.
+		"db/1_a.ddl": "CREATE SCHEMA IF NOT EXISTS app;\nCREATE TABLE app.a (\n  id int PRIMARY KEY,\n  b int REFERENCES app.b (id)\n);\n",
+		"db/2_b.ddl": "CREATE TABLE app.b (id int PRIMARY KEY);\nINSERT INTO app.b VALUES (1);\n" +
+			// A fragment, as the real app has (db/17_inventory.ddl:52): psql warns.
+			"END;\n" +
+			// Fails for good.
+			"CREATE TABLE app.c (id nosuchtype);\n" +
+			// Fails, and must not be retried once app.a exists.
+			"DROP TABLE app.gone;\nDROP TABLE app.a_later;\n",
+		"db/3_later.ddl": "CREATE TABLE app.a_later (id int);\n",
+	}
+	order := []string{"db/1_a.ddl", "db/2_b.ddl", "db/3_later.ddl"}
+
+	t.Run("warnings, order problems, shadow dropped, live untouched", func(t *testing.T) {
+		f := newFixture(t, pg, "shadow_warnings")
+		for n, s := range files {
+			f.write(n, s)
+		}
+		var inShadow []string
+		res, err := f.importer().Shadow(ctx, f.load(order...), schema.ShadowOptions{Host: "h1"}, func(ctx context.Context, u string) error {
+			if !strings.Contains(u, schema.ShadowPrefix) {
+				return fmt.Errorf("inspect got %s, not a shadow", u)
+			}
+			conn, err := pgx.Connect(ctx, u)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(ctx)
+			rows, err := conn.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'app' ORDER BY 1")
+			if err != nil {
+				return err
+			}
+			inShadow, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(inShadow, ","), "a,a_later,b"; got != want {
+			t.Errorf("shadow has tables %s, want %s", got, want)
+		}
+		var got []string
+		for _, w := range res.Warnings {
+			got = append(got, w.String())
+		}
+		t.Logf("warnings:\n%s", strings.Join(got, "\n"))
+		if len(res.Warnings) != 4 {
+			t.Fatalf("%d warnings, want 4 (a's reference, c's type, two drops)", len(res.Warnings))
+		}
+		w := res.Warnings[0]
+		if w.File != "db/1_a.ddl" || w.Line != 5 || !w.Order || !strings.Contains(w.Message, `relation "app.b" does not exist`) || !strings.Contains(w.Statement, "REFERENCES app.b") {
+			t.Errorf("first warning %+v, want db/1_a.ddl:5, relation app.b missing, an order problem", w)
+		}
+		w = res.Warnings[1]
+		if w.File != "db/2_b.ddl" || w.Line != 4 || w.Order || !strings.Contains(w.Message, `type "nosuchtype" does not exist`) {
+			t.Errorf("second warning %+v, want db/2_b.ddl:4, type nosuchtype, not an order problem", w)
+		}
+		for _, w := range res.Warnings[2:] {
+			if w.Order || !strings.HasPrefix(w.Statement, "DROP TABLE") {
+				t.Errorf("warning %+v: a failed DROP must not be run again", w)
+			}
+		}
+		if n := len(res.Failed()); n != 3 {
+			t.Errorf("Failed() has %d, want 3", n)
+		}
+		if s := shadows(t, pg.URL); len(s) != 0 {
+			t.Errorf("shadow databases left: %v", s)
+		}
+		if tables := f.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'app'"); tables[0] != "0" {
+			t.Errorf("the live database got %s tables of schema app", tables[0])
+		}
+	})
+
+	t.Run("strict refuses at the first failing statement", func(t *testing.T) {
+		f := newFixture(t, pg, "shadow_strict")
+		for n, s := range files {
+			f.write(n, s)
+		}
+		_, err := f.importer().Shadow(ctx, f.load(order...), schema.ShadowOptions{Host: "h1", Strict: true}, nil)
+		var fe *schema.FileError
+		if !errors.As(err, &fe) || fe.File != "db/1_a.ddl" || fe.Line != 5 || fe.Transient() || !strings.Contains(err.Error(), "schema.strict") {
+			t.Fatalf("strict: %v, want a refusal at db/1_a.ddl:5 naming schema.strict", err)
+		}
+		if s := shadows(t, pg.URL); len(s) != 0 {
+			t.Errorf("shadow databases left: %v", s)
+		}
+	})
+
+	t.Run("psql meta-commands refused before anything runs", func(t *testing.T) {
+		f := newFixture(t, pg, "shadow_meta")
+		canary := filepath.Join(t.TempDir(), "ran")
+		f.write("db/x.sql", "CREATE TABLE t (id int);\nSELECT 1; \\! touch "+canary+"\n")
+		_, err := f.importer().Shadow(ctx, f.load("db/x.sql"), schema.ShadowOptions{Host: "h1"}, nil)
+		var fe *schema.FileError
+		if !errors.As(err, &fe) || fe.Line != 2 || !strings.Contains(err.Error(), `meta-command \!`) {
+			t.Fatalf("meta-command: %v, want a refusal at db/x.sql:2 naming \\!", err)
+		}
+		if _, err := os.Stat(canary); err == nil {
+			t.Error("psql ran the meta-command")
+		}
+		if s := shadows(t, pg.URL); len(s) != 0 {
+			t.Errorf("shadow databases made: %v", s)
+		}
+	})
+
+	t.Run("a crashed import's shadow is dropped, another host's kept", func(t *testing.T) {
+		f := newFixture(t, pg, "shadow_crash")
+		f.write("db/1.ddl", "CREATE TABLE t (id int);\n")
+		imp := f.importer()
+		// Leave a shadow of each host, as a kill -9 in inspect would.
+		for _, host := range []string{"h1", "h2"} {
+			_, err := imp.Shadow(ctx, f.load("db/1.ddl"), schema.ShadowOptions{Host: host}, func(ctx context.Context, u string) error {
+				conn, err := pgx.Connect(ctx, f.url)
+				if err != nil {
+					return err
+				}
+				defer conn.Close(ctx)
+				db := strings.TrimPrefix(mustURL(t, u).Path, "/")
+				_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db + "_left"}.Sanitize())
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := shadows(t, pg.URL); len(s) != 2 {
+			t.Fatalf("shadows before: %v, want one per host", s)
+		}
+		if err := imp.DropShadows(ctx, "h1"); err != nil {
+			t.Fatal(err)
+		}
+		s := shadows(t, pg.URL)
+		if len(s) != 1 {
+			t.Fatalf("shadows after DropShadows(h1): %v, want h2's only", s)
+		}
+		if err := imp.DropShadows(ctx, "h2"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a role without CREATEDB is told so", func(t *testing.T) {
+		f := newFixture(t, pg, "shadow_nocreatedb")
+		f.write("db/1.ddl", "CREATE TABLE t (id int);\n")
+		conn, err := pgx.Connect(ctx, pg.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE ROLE shadow_nocreatedb LOGIN PASSWORD 'pw'"); err != nil {
+			t.Fatal(err)
+		}
+		u := mustURL(t, f.url)
+		u.User = url.UserPassword("shadow_nocreatedb", "pw")
+		imp := f.importer()
+		imp.URL = u.String()
+		_, err = imp.Shadow(ctx, f.load("db/1.ddl"), schema.ShadowOptions{Host: "h1"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "CREATEDB") || strings.Contains(err.Error(), "pw@") {
+			t.Fatalf("without CREATEDB: %v, want an error naming CREATEDB (and no password)", err)
+		}
+	})
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestShadowRealApp imports the real app's db/ at the head of main, in
+// its import script's order (../shared/cohuron-schema-order.txt), as the
+// app's role (CREATEDB, not superuser): the schema the app runs on comes
+// out, with the statements its importer ignores as warnings.
+func TestShadowRealApp(t *testing.T) {
+	bundle := testenv.AppBundle(t)
+	orderFile := filepath.Join(filepath.Dir(bundle), "cohuron-schema-order.txt")
+	order := readOrder(t, orderFile)
+	root := t.TempDir()
+	clone := filepath.Join(t.TempDir(), "pmo")
+	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", bundle, clone)
+	testenv.Run(t, clone, testenv.GitEnv(""), "sh", "-c", "git archive main db | tar -x -C "+root)
+	files, err := schema.Load(root, order)
+	if err != nil {
+		t.Fatalf("the order of %s against main: %v", orderFile, err)
+	}
+	pg := testenv.StartPostgres(t)
+	imp := &schema.Importer{URL: pg.CreateAppDB(t), Env: []string{"PATH=/usr/bin:/bin"}, Bin: pg.Bin}
+	counts := map[string]string{}
+	res, err := imp.Shadow(context.Background(), files, schema.ShadowOptions{Host: "h1"}, func(ctx context.Context, u string) error {
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		for _, q := range []string{
+			"SELECT count(*) FROM information_schema.tables WHERE table_schema = 'app'",
+			"SELECT count(*) FROM app.project", "SELECT count(*) FROM app.task", "SELECT count(*) FROM app.employee",
+		} {
+			var n int
+			if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+			counts[q] = fmt.Sprint(n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byFile := map[string]int{}
+	orderFixed := 0
+	for _, w := range res.Warnings {
+		if w.Order {
+			orderFixed++
+		} else {
+			byFile[w.File]++
+		}
+	}
+	t.Logf("%d files in %s: %d statements failed in %d files, %d ran when retried after the rest; %v",
+		len(files), res.Took.Round(1e6), len(res.Failed()), len(byFile), orderFixed, counts)
+	for q, n := range counts {
+		if n == "0" {
+			t.Errorf("%s = 0 in the shadow", q)
+		}
+	}
+	if byFile["db/17_inventory.ddl"] == 0 {
+		t.Error("no warning from db/17_inventory.ddl, whose line 52 psql cannot run")
+	}
+	if s := shadows(t, pg.URL); len(s) != 0 {
+		t.Errorf("shadow databases left: %v", s)
+	}
+}
+
+func readOrder(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		testenv.Missing(t, "the real app's schema order ("+path+")", err.Error())
+	}
+	defer f.Close()
+	var names []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+			names = append(names, l)
+		}
+	}
+	return names
+}
