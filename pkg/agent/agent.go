@@ -45,6 +45,13 @@ type Processes interface {
 	Status(ctx context.Context) (map[string]pm2.Status, error)
 }
 
+// releasePreparer is a process manager that writes what its processes
+// need into a release directory before it goes live (pm2: the cluster
+// entry), whether or not anything restarts.
+type releasePreparer interface {
+	Prepare(dir string, spec *manifest.Spec) error
+}
+
 // LegacyProcesses are the processes the old deploy script left running
 // on an adopted host (its own PM2 daemon).
 type LegacyProcesses interface {

@@ -114,11 +114,19 @@ func (c *countingStore) take() []string {
 // fakeProcs records what the agent asks of the process manager. A process
 // it applied runs, with the env it was given, until stopped.
 type fakeProcs struct {
-	mu      sync.Mutex
-	running map[string]map[string]string
-	applied [][]string // names of each Apply
-	stopped [][]string
-	roots   []string // root of each Apply
+	mu       sync.Mutex
+	running  map[string]map[string]string
+	applied  [][]string // names of each Apply
+	stopped  [][]string
+	roots    []string // root of each Apply
+	prepared []string // dir of each Prepare
+}
+
+func (f *fakeProcs) Prepare(dir string, _ *manifest.Spec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prepared = append(f.prepared, dir)
+	return nil
 }
 
 func (f *fakeProcs) Apply(_ context.Context, root string, spec *manifest.Spec, envs map[string]map[string]string, names []string) error {

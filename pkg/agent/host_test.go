@@ -201,3 +201,28 @@ func TestFailingBuildHookIsKnownBad(t *testing.T) {
 	f.publishEnv(withHook("mkdir -p dist && echo fixed > dist/index.html"))
 	f.mustConverge(3)
 }
+
+// A release that restarts nothing still has its directory prepared for
+// the process manager before it goes live (PM2's cluster entry): a worker
+// PM2 restarts later starts from there.
+func TestReleaseDirPreparedWhenNothingRestarts(t *testing.T) {
+	f := newFixture(t, 0)
+	f.publish("hello", "ok")
+	f.mustConverge(1)
+	env := f.env("hello", "ok")
+	env.Spec.EnvFiles = append(env.Spec.EnvFiles, manifest.EnvFile{Path: "tools/.env", Vars: map[string]manifest.Value{"UNUSED": {Literal: "1"}}})
+	f.publishEnv(env)
+	f.procs.mu.Lock()
+	f.procs.prepared = nil
+	f.procs.mu.Unlock()
+	f.mustConverge(2)
+	if applied := f.procs.takeApplied(); len(applied) != 0 {
+		t.Fatalf("restarted %v for an env file no process reads", applied)
+	}
+	target := f.rootTarget()
+	f.procs.mu.Lock()
+	defer f.procs.mu.Unlock()
+	if len(f.procs.prepared) != 1 || f.procs.prepared[0] != target {
+		t.Fatalf("prepared %v, want the new release directory %s", f.procs.prepared, target)
+	}
+}

@@ -903,6 +903,11 @@ func (a *Agent) pruneCache(keep string) {
 
 // activate switches the root to dir and restarts and checks what the plan says.
 func (a *Agent) activate(ctx context.Context, j *state.Journal, p plan.Plan, spec *manifest.Spec, dir string, envs map[string]map[string]string, restarts map[string]int) error {
+	if pr, ok := a.Procs.(releasePreparer); ok {
+		if err := pr.Prepare(dir, spec); err != nil {
+			return err
+		}
+	}
 	if target, _, _ := a.rootTarget(); target != dir {
 		if err := a.switchRoot(dir); err != nil {
 			return err

@@ -123,6 +123,20 @@ func Apps(root string, spec *manifest.Spec, envs map[string]map[string]string) (
 	return apps, nil
 }
 
+// Prepare writes into release directory dir what PM2 will need there
+// (the cluster entry, when a cluster process loads modules), so the
+// release can go live with nothing restarted: PM2 restarting a crashed
+// worker later, or resurrecting after a reboot, finds it.
+func (m *Manager) Prepare(dir string, spec *manifest.Spec) error {
+	for _, p := range spec.Processes {
+		nodeArgs, _, _, isNode := manifest.NodeScript(p.Command)
+		if mods, _ := preload(nodeArgs); isNode && p.Mode == "cluster" && len(mods) > 0 {
+			return writeEntry(dir)
+		}
+	}
+	return nil
+}
+
 // Apply starts or reloads the named processes (all when names is empty)
 // from the spec, writing the ecosystem file first.
 func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, envs map[string]map[string]string, names []string) error {
@@ -130,13 +144,8 @@ func (m *Manager) Apply(ctx context.Context, root string, spec *manifest.Spec, e
 	if err != nil {
 		return err
 	}
-	for _, a := range apps {
-		if a.Script == filepath.Join(root, EntryFile) {
-			if err := writeEntry(root); err != nil {
-				return err
-			}
-			break
-		}
+	if err := m.Prepare(root, spec); err != nil {
+		return err
 	}
 	if spec.User != "" && os.Geteuid() == 0 {
 		// Never run the app as root: PM2 switches to the app user and its

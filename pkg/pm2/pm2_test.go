@@ -387,3 +387,24 @@ func TestWriteEntryStaysInTheRelease(t *testing.T) {
 		t.Fatalf("wrote outside the release: %v", entries)
 	}
 }
+
+// Prepare writes the cluster entry into a release directory only when a
+// cluster process loads modules before its script.
+func TestPrepare(t *testing.T) {
+	m := &Manager{}
+	fork := &manifest.Spec{Processes: []manifest.Process{{Name: "api", Command: []string{"node", "--import", "tsx", "src/server.ts"}}}}
+	dir := t.TempDir()
+	if err := m.Prepare(dir, fork); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, EntryFile)); err == nil {
+		t.Error("entry written for a fork-mode process")
+	}
+	cluster := &manifest.Spec{Processes: []manifest.Process{{Name: "api", Mode: "cluster", Command: []string{"node", "--import", "tsx", "src/server.ts"}}}}
+	if err := m.Prepare(dir, cluster); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, EntryFile)); err != nil || string(b) != entry {
+		t.Errorf("entry after Prepare: %v (%d bytes)", err, len(b))
+	}
+}
