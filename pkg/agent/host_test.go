@@ -226,3 +226,33 @@ func TestReleaseDirPreparedWhenNothingRestarts(t *testing.T) {
 		t.Fatalf("prepared %v, want the new release directory %s", f.procs.prepared, target)
 	}
 }
+
+// The running release's secrets cannot be resolved when they are due to be
+// looked at again (the secrets store is down): a crashed process is still
+// brought back, from the env files as they are.
+func TestSecretsOutageStillRepairs(t *testing.T) {
+	f := newFixture(t, 0)
+	f.a.Cfg.SecretsRefresh = time.Minute
+	f.publish("hello", "ok")
+	f.mustConverge(1)
+	secretFile := filepath.Join(filepath.Dir(f.root), "..", "secrets", "etc/cohuron/demo/jwt-secret")
+	if err := os.Remove(secretFile); err != nil {
+		t.Fatal(err)
+	}
+	f.procs.Stop(context.Background(), []string{apiName})
+	f.a.Now = func() time.Time { return now.Add(time.Hour) }
+	p, err := f.a.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Plan.Unobserved) == 0 || !strings.Contains(strings.Join(p.Plan.Unobserved, "\n"), "secrets") {
+		t.Errorf("plan does not say the secrets could not be looked at: %v", p.Plan.Unobserved)
+	}
+	out, err := f.once()
+	if err != nil || out.Result != agent.ResultConverged {
+		t.Fatalf("Once with the secrets store down and the API stopped = %+v, %v; want the API repaired", out, err)
+	}
+	if got := f.procs.env(apiName)["JWT_SECRET"]; got != jwtValue {
+		t.Fatalf("the API runs with JWT_SECRET %q, want the value it had (%q)", got, jwtValue)
+	}
+}

@@ -66,6 +66,11 @@ type looking struct {
 	// the running release was given (every new release; on the running
 	// one every secretsRefresh).
 	secrets bool
+	// refresh: the running release's periodic look at its secrets. A
+	// secrets store that does not answer then leaves the running env files
+	// as they are (said in Unobserved and the log) instead of stopping
+	// the repair of a crashed process, which needs no secret.
+	refresh bool
 }
 
 // Once runs one reconcile: it returns without any store request beyond
@@ -308,11 +313,11 @@ func (a *Agent) keepRunning(ctx context.Context, st *state.State, dryRun bool) (
 func (a *Agent) drift(ctx context.Context, st *state.State, dryRun bool) (*desired, plan.Plan, error) {
 	v := &release.Verified{Release: currentAsRelease(st.Current), Digest: st.Current.Digest}
 	secretsDue := dryRun || a.secretsDue()
-	obs, envs, err := a.observe(ctx, st, v.Release, looking{dryRun: dryRun, secrets: secretsDue})
+	obs, envs, err := a.observe(ctx, st, v.Release, looking{dryRun: dryRun, secrets: secretsDue, refresh: true})
 	if err != nil {
 		return nil, plan.Plan{}, err
 	}
-	if secretsDue && !dryRun {
+	if secretsDue && !dryRun && envs != nil {
 		a.secretsChecked = a.Now()
 	}
 	p := plan.Make(plan.Desired{Release: v.Release, Digest: v.Digest}, st.Current, obs)
@@ -367,10 +372,14 @@ func (a *Agent) observe(ctx context.Context, st *state.State, rel *manifest.Rele
 	}
 	changes, envs, err := a.rotatedSecrets(ctx, rel, st.Current)
 	if err != nil {
-		if !how.dryRun {
+		if !how.dryRun && !how.refresh {
 			return obs, nil, err
 		}
+		if how.refresh && !how.dryRun {
+			a.Log.Warn("could not resolve the running release's secrets to look for rotated ones; its env files stay as they are, tried again next poll", "err", err)
+		}
 		obs.Unobserved = append(obs.Unobserved, "secrets: "+firstLine(err.Error()))
+		return obs, nil, nil
 	}
 	obs.Secrets = changes
 	return obs, envs, nil
