@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,5 +255,49 @@ func TestSecretsOutageStillRepairs(t *testing.T) {
 	}
 	if got := f.procs.env(apiName)["JWT_SECRET"]; got != jwtValue {
 		t.Fatalf("the API runs with JWT_SECRET %q, want the value it had (%q)", got, jwtValue)
+	}
+}
+
+// A host laid out by the old deployer that cannot run the release is left
+// exactly as it is: the preflight refuses before the plain root is adopted.
+func TestPreflightBeforeAdoption(t *testing.T) {
+	f := newFixture(t, 0)
+	testenv.WriteFiles(t, f.root, map[string]string{"old-deploy.txt": "from the old script\n"})
+	env := f.env("hello", "ok")
+	env.Spec.User = "cohuron-nosuchuser"
+	f.publishEnv(env)
+	if _, err := f.once(); err == nil || !strings.Contains(err.Error(), "cohuron-nosuchuser") {
+		t.Fatalf("Once = %v, want the preflight refusal", err)
+	}
+	fi, err := os.Lstat(f.root)
+	if err != nil || !fi.IsDir() {
+		t.Fatalf("root after a preflight refusal: %v, %v; want the old plain directory", fi, err)
+	}
+	if got := readFile(t, filepath.Join(f.root, "old-deploy.txt")); got != "from the old script\n" {
+		t.Fatalf("old tree changed: %q", got)
+	}
+	if adopted, _ := filepath.Glob(filepath.Join(f.backups, "releases", "adopted-*")); len(adopted) != 0 {
+		t.Fatalf("adopted %v on a host that cannot run the release", adopted)
+	}
+	if st := f.state(); st.Current != nil {
+		t.Fatalf("state current = %+v, want none", st.Current)
+	}
+}
+
+// A crashed process of the running release is restarted even when a tool
+// only other steps need has gone missing from the host since (the
+// preflight checks a release's tools, not a restart's).
+func TestRestartNotHeldUpByPreflight(t *testing.T) {
+	f := newFixture(t, 0)
+	f.publish("hello", "ok")
+	f.mustConverge(1)
+	f.a.Preflight = func(*manifest.Spec) error { return errors.New("pg_dump: not found") }
+	f.procs.Stop(context.Background(), []string{apiName})
+	out, err := f.once()
+	if err != nil || out.Result != agent.ResultConverged {
+		t.Fatalf("Once = %+v, %v; want the API restarted", out, err)
+	}
+	if f.procs.env(apiName) == nil {
+		t.Fatal("the API was not restarted")
 	}
 }

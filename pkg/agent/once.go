@@ -474,6 +474,18 @@ func (a *Agent) processDir(pids []int) string {
 // converge executes the plan for d, rolling back on failure after the switch.
 func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Outcome, error) {
 	rel, start := d.v.Release, a.Now()
+	p := plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
+	out := &Outcome{Seq: rel.Seq, Plan: p}
+	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
+	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
+	if !sameRelease || runsTools(p) {
+		if err := a.preflight(&rel.Spec); err != nil {
+			// The host, not the release, lacks something: nothing is
+			// touched (not even an adoption), and the next poll looks again.
+			attempt.Blocked = "host preflight: fix the host (see the error)"
+			return a.fail(ctx, st, attempt, out, err)
+		}
+	}
 	if d.obs.RootIsPlainDir && st.Current == nil {
 		adopted, err := a.adopt()
 		if err != nil {
@@ -482,17 +494,9 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 		st.Current = adopted
 		a.save(st)
 		d.obs.RootIsPlainDir, d.obs.RootTarget = false, adopted.Dir
+		p = plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
+		out.Plan = p
 	}
-	p := plan.Make(plan.Desired{Release: rel, Digest: d.v.Digest}, st.Current, d.obs)
-	out := &Outcome{Seq: rel.Seq, Plan: p}
-	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
-	if err := a.preflight(&rel.Spec); err != nil {
-		// The host, not the release, lacks something: nothing is touched,
-		// and the next poll looks again.
-		attempt.Blocked = "host preflight: fix the host (see the error)"
-		return a.fail(ctx, st, attempt, out, err)
-	}
-	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
 	if sameRelease && st.Last != nil && st.Desired > rel.Seq {
 		// A repair of the running release: the newer seq stays blocked.
 		attempt.Blocked = st.Last.Blocked
@@ -957,6 +961,18 @@ func (a *Agent) activate(ctx context.Context, j *state.Journal, p plan.Plan, spe
 	}
 	a.crashPoint("restarted")
 	return a.waitHealthy(ctx, spec, restart, restarts)
+}
+
+// runsTools reports whether plan p starts more than the process manager
+// and health checks: a repair of the running release that only restarts
+// a crashed process is not held up by a tool another step would need.
+func runsTools(p plan.Plan) bool {
+	for _, k := range []plan.Kind{plan.Extract, plan.Install, plan.Build, plan.Compose, plan.Schema} {
+		if p.Has(k, "") {
+			return true
+		}
+	}
+	return false
 }
 
 // runningFrom lists the release directories of processes the plan did not
