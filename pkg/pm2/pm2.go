@@ -341,8 +341,10 @@ func (l *Legacy) present() bool {
 	return err == nil
 }
 
-// Stop kills the old daemon and its processes (pm2 kill); its saved
-// process list stays for Restore. Nothing there is nothing to do.
+// Stop saves the old daemon's process list (pm2 save: the old script
+// never did) and kills it with its processes (pm2 kill); the list stays
+// for Restore. Nothing running is nothing to do; a list it cannot save
+// stops nothing.
 func (l *Legacy) Stop(ctx context.Context) error {
 	if !l.present() {
 		return nil
@@ -350,14 +352,17 @@ func (l *Legacy) Stop(ctx context.Context) error {
 	if !daemonAlive(l.M.Home) {
 		return nil
 	}
+	if _, err := l.M.pm2(ctx, "save", "--force"); err != nil {
+		return fmt.Errorf("saving the old deploy script's PM2 process list before stopping it (PM2_HOME %s), so a rollback can bring it back; nothing was stopped: %w", l.M.Home, err)
+	}
 	if _, err := l.M.pm2(ctx, "kill"); err != nil {
 		return fmt.Errorf("stopping the old deploy script's PM2 (PM2_HOME %s): %w", l.M.Home, err)
 	}
 	return nil
 }
 
-// Restore starts the old daemon again with the processes the old script
-// saved (pm2 resurrect), when it saved any.
+// Restore starts the old daemon again with the processes Stop saved (pm2
+// resurrect). No saved list means Stop found nothing running.
 func (l *Legacy) Restore(ctx context.Context) error {
 	if !l.present() {
 		return nil
