@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cohuron/deploy/pkg/bundle"
@@ -250,13 +252,23 @@ func literalOnly(ef manifest.EnvFile) bool {
 // into out, in the bundle format with mtime: files and symlinks that stay
 // inside the outputs; anything else is an error naming it.
 func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, error) {
+	// The tree belongs to the build user and Pack may run as root: every
+	// read goes through an os.Root, so no symlink (planted, or swapped in
+	// by a process the hook left behind) leads outside it.
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
 	var entries []string
 	for _, o := range outputs {
 		if !filepath.IsLocal(o) || filepath.Clean(o) != o {
 			return nil, fmt.Errorf("output %q: expected a clean path inside the release", o)
 		}
-		root := filepath.Join(dir, o)
-		st, err := os.Lstat(root)
+		if err := noSymlinkParents(r, o); err != nil {
+			return nil, err
+		}
+		st, err := r.Lstat(o)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("declared output %s was not built", o)
 		}
@@ -264,19 +276,22 @@ func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, er
 			return nil, err
 		}
 		if !st.IsDir() {
-			entries = append(entries, o)
+			entries = append(entries, filepath.ToSlash(o))
 			continue
 		}
-		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		n := len(entries)
+		err = fs.WalkDir(r.FS(), filepath.ToSlash(o), func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
 			}
-			rel, err := filepath.Rel(dir, p)
-			entries = append(entries, filepath.ToSlash(rel))
-			return err
+			entries = append(entries, p)
+			return nil
 		})
 		if err != nil {
 			return nil, err
+		}
+		if len(entries) == n {
+			return nil, fmt.Errorf("declared output %s holds no files: hosts would find it missing", o)
 		}
 	}
 	slices.Sort(entries)
@@ -292,8 +307,7 @@ func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, er
 		return nil, err
 	}
 	for _, p := range entries {
-		full := filepath.Join(dir, p)
-		st, err := os.Lstat(full)
+		st, err := r.Lstat(p)
 		if err != nil {
 			return nil, err
 		}
@@ -304,11 +318,11 @@ func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, er
 			if st.Mode().Perm()&0o111 != 0 {
 				e.Mode = bundle.ModeExec
 			}
-			data, err = os.ReadFile(full)
+			data, err = readRegular(r, p)
 		case st.Mode()&fs.ModeSymlink != 0:
 			e.Mode, e.Link = bundle.ModeSymlink, true
 			var target string
-			target, err = os.Readlink(full)
+			target, err = r.Readlink(p)
 			data = []byte(target)
 			if err == nil && !insideOutputs(p, target, outputs) {
 				err = fmt.Errorf("symlink %s -> %s leaves the declared outputs", p, target)
@@ -330,6 +344,42 @@ func Pack(dir string, outputs []string, mtime time.Time, out string) (*Built, er
 		return nil, err
 	}
 	return &Built{Path: out, SHA256: cw.Sum(), Size: cw.Size(), Index: bw.Index}, nil
+}
+
+// noSymlinkParents refuses an output whose parent directories include a
+// symlink: its files would be packed under a name they do not have.
+func noSymlinkParents(r *os.Root, o string) error {
+	parent := filepath.Dir(o)
+	for p := parent; p != "."; p = filepath.Dir(p) {
+		st, err := r.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("output %s: %s is a symlink; expected directories of the release", o, p)
+		}
+	}
+	return nil
+}
+
+// readRegular reads p, which must still be a regular file once open.
+func readRegular(r *os.Root, p string) ([]byte, error) {
+	f, err := r.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s changed while packing (now a %s)", p, st.Mode().Type())
+	}
+	return io.ReadAll(f)
 }
 
 // insideOutputs reports whether a symlink at p to target resolves inside

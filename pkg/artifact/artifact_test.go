@@ -18,7 +18,8 @@ import (
 
 var mtime = time.Date(2025, 12, 1, 12, 0, 0, 0, time.UTC)
 
-// write creates files (path -> content; "-> target" makes a symlink)
+// write creates files (path -> content; "-> target" makes a symlink,
+// "<dir>" an empty directory)
 // under dir.
 func write(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -26,6 +27,12 @@ func write(t *testing.T, dir string, files map[string]string) {
 		full := filepath.Join(dir, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if content == "<dir>" {
+			if err := os.MkdirAll(full, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
 		}
 		if target, ok := strings.CutPrefix(content, "-> "); ok {
 			if err := os.Symlink(target, full); err != nil {
@@ -116,6 +123,9 @@ func TestPackRefuses(t *testing.T) {
 		{"not built", map[string]string{"apps/web/src/a": "x"}, []string{"apps/web/dist"}, "declared output apps/web/dist was not built"},
 		{"not clean", map[string]string{"dist/a": "x"}, []string{"dist/../dist"}, `output "dist/../dist": expected a clean path`},
 		{"outside", map[string]string{"dist/a": "x"}, []string{"../dist"}, `output "../dist": expected a clean path`},
+		{"empty", map[string]string{"dist": "<dir>"}, []string{"dist"}, "declared output dist holds no files"},
+		{"symlinked parent", map[string]string{"real/dist/a": "x", "apps": "-> real"}, []string{"apps/dist"}, "output apps/dist: apps is a symlink"},
+		{"output a symlink out of the tree", map[string]string{"dist": "-> /etc"}, []string{"dist"}, "symlink dist -> /etc leaves the declared outputs"},
 		{"symlink out of the outputs", map[string]string{"dist/a": "x", "secret": "s", "dist/leak": "-> ../secret"}, []string{"dist"}, "dist/leak"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
