@@ -26,6 +26,7 @@ import (
 	"github.com/cohuron/deploy/pkg/secrets"
 	"github.com/cohuron/deploy/pkg/state"
 	"github.com/cohuron/deploy/pkg/store"
+	"github.com/cohuron/deploy/pkg/tree"
 	"github.com/cohuron/deploy/pkg/trust"
 )
 
@@ -699,7 +700,7 @@ func (a *Agent) stage(ctx context.Context, rel *manifest.Release, newDir string,
 		if err := noLinksOnPath(tmp, ef.Path); err != nil {
 			return nil, err
 		}
-		if err := a.writeEnvFile(&rel.Spec, filepath.Join(tmp, ef.Path), data); err != nil {
+		if err := a.writeEnvFile(&rel.Spec, tmp, ef.Path, data); err != nil {
 			return nil, fmt.Errorf("writing env file %s: %w", ef.Path, err)
 		}
 		envs[ef.Path] = vals
@@ -742,10 +743,9 @@ func (a *Agent) rewriteEnvs(spec *manifest.Spec, inputs manifest.Inputs, p plan.
 		if err != nil {
 			return fmt.Errorf("env file %s, %w", ef.Path, err)
 		}
-		if err := noLinksOnPath(dir, ef.Path); err != nil {
-			return err
-		}
-		if err := a.writeEnvFile(spec, filepath.Join(dir, ef.Path), data); err != nil {
+		// The running tree is the app user's: a symlink there is theirs,
+		// not the release's, and writeEnvFile never follows one out.
+		if err := a.writeEnvFile(spec, dir, ef.Path, data); err != nil {
 			return fmt.Errorf("writing env file %s: %w", ef.Path, err)
 		}
 		envs[ef.Path] = vals
@@ -761,20 +761,19 @@ func (a *Agent) rewriteEnvs(spec *manifest.Spec, inputs manifest.Inputs, p plan.
 	return a.writeEnvs(filepath.Base(dir), envs)
 }
 
-// writeEnvFile writes an env file 0640, owned by spec.user when the agent
-// is root: the app (dotenv) and its build tools (vite) read their own.
-func (a *Agent) writeEnvFile(spec *manifest.Spec, path string, data []byte) error {
-	if err := state.WriteFile(path, data, 0o640); err != nil {
-		return err
+// writeEnvFile writes env file rel of the tree at dir 0640, owned by
+// spec.user when the agent is root (the app, dotenv, and its build tools,
+// vite, read their own), never through a symlink out of the tree.
+func (a *Agent) writeEnvFile(spec *manifest.Spec, dir, rel string, data []byte) error {
+	uid, gid := -1, -1
+	if spec.User != "" && os.Geteuid() == 0 {
+		u, err := proc.LookupUser(spec.User)
+		if err != nil {
+			return fmt.Errorf("spec.user: %w", err)
+		}
+		uid, gid = int(u.Uid), int(u.Gid)
 	}
-	if spec.User == "" || os.Geteuid() != 0 {
-		return nil
-	}
-	u, err := proc.LookupUser(spec.User)
-	if err != nil {
-		return fmt.Errorf("spec.user: %w", err)
-	}
-	return os.Lchown(path, int(u.Uid), int(u.Gid))
+	return tree.WriteFile(dir, rel, data, 0o640, uid, gid)
 }
 
 // renderEnv formats an env file from values already resolved, or

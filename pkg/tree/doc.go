@@ -1,7 +1,8 @@
 // Package tree clones and re-owns directory trees without copying file
 // contents: LinkClone recreates a tree with hard links (how a release
 // reuses the previous release's node_modules or build outputs), Chown
-// hands a tree to the application user.
+// hands a tree to the application user, WriteFile writes a file into one
+// (an env file into the running release, as root).
 //
 // Both walk by directory file descriptor and open nothing through a
 // symlink, so a tree written by the (less trusted) application user
