@@ -144,6 +144,11 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Artifacts first: a build that fails leaves nothing in the store.
+	arts, err := p.artifacts(ctx, req, rel, b.Path)
+	if err != nil {
+		return nil, err
+	}
 	if req.Bundle != nil {
 		if res.BundleUploaded, err = p.uploadBundle(ctx, b); err != nil {
 			return nil, err
@@ -151,8 +156,13 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (*Result, error) {
 	} else if err := p.signKeptBundle(ctx, prev.Release); err != nil {
 		return nil, err
 	}
-	if res.Built, err = p.artifacts(ctx, rel, b.Path); err != nil {
-		return nil, err
+	for _, a := range arts {
+		if _, err := p.uploadBundle(ctx, a.lb); err != nil {
+			return nil, fmt.Errorf("artifact of build hook %q: %w", a.hook, err)
+		}
+		if a.built {
+			res.Built = append(res.Built, a.hook)
+		}
 	}
 	res.Inputs, res.Artifacts = rel.Inputs, rel.Artifacts
 	if err := p.claim(ctx, rel, req.Policy, res); err != nil {
@@ -188,75 +198,131 @@ func ArtifactKey(hook, digest string) string {
 	return store.BundleKey("artifact-" + hook + "-" + d + ".tar.gz")
 }
 
-// artifacts gives rel an artifact for each publish-time hook: the one in
-// the store for the hook's inputs, or one built now from the bundle, and
-// signs it with our keys.
-func (p *Publisher) artifacts(ctx context.Context, rel *manifest.Release, bundlePath string) (built []string, err error) {
+// pendingArtifact is an artifact of a release, on disk, to upload.
+type pendingArtifact struct {
+	hook  string
+	lb    *LocalBundle
+	built bool // built now, not taken from the store
+}
+
+// artifacts gives rel an artifact for each publish-time hook: the one the
+// latest release names for the same inputs, taken from the store, or one
+// built now from the bundle. Nothing is uploaded yet.
+func (p *Publisher) artifacts(ctx context.Context, req Request, rel *manifest.Release, bundlePath string) ([]pendingArtifact, error) {
+	var out []pendingArtifact
+	var latest *manifest.Release
+	looked := false
 	for _, h := range rel.Spec.Build {
 		if !h.AtPublish() {
 			continue
 		}
+		if !looked {
+			latest, looked = p.latestRelease(ctx, req), true
+		}
 		in := rel.Inputs.Hooks[h.Name]
 		key := ArtifactKey(h.Name, in.Digest)
-		lb, err := p.storedArtifact(ctx, key)
+		lb, err := p.storedArtifact(ctx, latest, h.Name, in.Digest)
+		built := false
 		if errors.Is(err, store.ErrNotFound) {
 			if p.Builder == nil {
-				return nil, fault.Usage(fmt.Errorf("build hook %q runs at publish time and %s is not in %s: this publisher cannot build it", h.Name, key, p.Store))
+				return nil, fault.Usage(fmt.Errorf("build hook %q runs at publish time and the latest release has no artifact of it for these inputs (%s): this publisher cannot build it", h.Name, in.Digest))
 			}
 			out := filepath.Join(filepath.Dir(bundlePath), filepath.Base(key))
-			p.temps = append(p.temps, out) // uploaded before cleanup
+			p.temps = append(p.temps, out)
 			p.Log.Info("building at publish time", "hook", h.Name, "inputs", in.Digest)
-			lb, err = p.Builder.Build(ctx, &rel.Spec, rel.Inputs, h, bundlePath, rel.Source.Time, out)
-			if err == nil {
+			if lb, err = p.Builder.Build(ctx, &rel.Spec, rel.Inputs, h, bundlePath, rel.Source.Time, out); err == nil {
+				built = true
 				lb.Name = path.Base(key)
-				built = append(built, h.Name)
+				if k, kerr := p.freeArtifactKey(ctx, key, lb); kerr != nil {
+					err = kerr
+				} else {
+					key, lb.Name = k, path.Base(k)
+				}
 			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("artifact of build hook %q: %w", h.Name, err)
 		}
-		if _, err := p.uploadBundle(ctx, lb); err != nil {
-			return nil, fmt.Errorf("artifact of build hook %q: %w", h.Name, err)
-		}
+		out = append(out, pendingArtifact{hook: h.Name, lb: lb, built: built})
 		rel.Artifacts = append(rel.Artifacts, manifest.Artifact{Hook: h.Name, Inputs: in.Digest,
 			BundleRef: manifest.BundleRef{Key: key, SHA256: lb.SHA256, Size: lb.Size, Files: len(lb.Index.Entries), Unpacked: lb.Index.Unpacked()}})
 	}
-	return built, nil
+	return out, nil
 }
 
-// storedArtifact downloads and indexes the artifact at key, when the
-// store has it. Only one that one of our keys signed is taken (and then
-// signed by the others): anyone who can write to the store could have
-// put the bytes there, and we would sign them.
-func (p *Publisher) storedArtifact(ctx context.Context, key string) (*LocalBundle, error) {
-	if _, err := p.Store.Stat(ctx, key); err != nil {
-		return nil, err
+// latestRelease is the environment's latest release, verified against
+// req.Policy (or our first key), or nil when there is none or it does
+// not verify: then every artifact is built.
+func (p *Publisher) latestRelease(ctx context.Context, req Request) *manifest.Release {
+	env := req.Env.Metadata.Name
+	seqs, err := Seqs(ctx, p.Store, env)
+	if err != nil || len(seqs) == 0 {
+		return nil
 	}
-	lb, err := p.download(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	sigs, err := ReadSigs(ctx, p.Store, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("reading the signatures of %s: %w", key, err)
-	}
-	digest, _ := hex.DecodeString(lb.SHA256)
-	for _, s := range p.Signers {
-		pub, err := signing.PublicKey(ctx, s)
+	pol := req.Policy
+	if pol == nil {
+		pub, err := signing.PublicKeyPEM(ctx, p.Signers[0])
 		if err != nil {
-			return nil, err
+			return nil
 		}
-		if slices.ContainsFunc(sigs, func(sig []byte) bool { return signing.VerifyDigest(pub, sig, digest) == nil }) {
-			return lb, nil
+		if pol, err = trust.ForKey(pub); err != nil {
+			return nil
 		}
 	}
-	return nil, &trust.VerificationError{Check: "stored artifact " + key, Expected: "a signature by one of the publishing keys (an artifact this publisher built)",
-		Found: fmt.Sprintf("%d signature(s), none by them; remove the object if no publisher of ours wrote it", len(sigs))}
+	v, err := FetchVerified(ctx, p.Store, env, seqs[len(seqs)-1], pol, trust.Expect{Env: env, Now: p.Now(), AllowExpired: true})
+	if err != nil {
+		p.Log.Warn("the latest release does not verify: publish-time artifacts are built, not reused", "env", env, "seq", seqs[len(seqs)-1], "err", err)
+		return nil
+	}
+	return v.Release
 }
 
-// download copies an archive of the store into a temp file and indexes it.
-func (p *Publisher) download(ctx context.Context, key string) (*LocalBundle, error) {
-	rc, _, err := p.Store.Get(ctx, key, "")
+// storedArtifact downloads the artifact of hook that release latest names
+// for inputs digest, checking it is the one that release signed for. Without such an entry it returns store.ErrNotFound: an
+// object that merely sits at the key, even signed by one of our keys,
+// could be an older artifact copied there (a downgrade), and would be
+// signed into this release.
+func (p *Publisher) storedArtifact(ctx context.Context, latest *manifest.Release, hook, digest string) (*LocalBundle, error) {
+	if latest == nil {
+		return nil, store.ErrNotFound
+	}
+	a, ok := latest.Artifact(hook)
+	if !ok || a.Inputs != digest {
+		return nil, store.ErrNotFound
+	}
+	lb, err := p.download(ctx, a.BundleRef)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the artifact release %d names: %w", latest.Seq, err)
+	}
+	return lb, nil
+}
+
+// freeArtifactKey is key, unless the store holds other bytes there (an
+// artifact of the same inputs built before, not reproducibly, or put
+// there by someone else): then a key naming lb's digest too.
+func (p *Publisher) freeArtifactKey(ctx context.Context, key string, lb *LocalBundle) (string, error) {
+	info, err := p.Store.Stat(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return key, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("checking %s: %w", key, err)
+	}
+	if same, err := p.sameBytes(ctx, key, info, lb); err != nil || same {
+		return key, err
+	}
+	alt := strings.TrimSuffix(key, ".tar.gz") + "-" + lb.SHA256[:16] + ".tar.gz"
+	p.Log.Info("the store holds other bytes for these inputs: the artifact goes beside them", "key", key, "as", alt)
+	return alt, nil
+}
+
+// download copies the archive ref names from the store into a temp file,
+// checks its size and digest against ref, and only then indexes it.
+func (p *Publisher) download(ctx context.Context, ref manifest.BundleRef) (*LocalBundle, error) {
+	rc, _, err := p.Store.Get(ctx, ref.Key, "")
 	if err != nil {
 		return nil, err
 	}
@@ -268,18 +334,23 @@ func (p *Publisher) download(ctx context.Context, key string) (*LocalBundle, err
 	p.temps = append(p.temps, f.Name())
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), rc)
+	// Never more than ref says: what is read is not verified yet.
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rc, ref.Size+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
+		return nil, fmt.Errorf("reading %s: %w", ref.Key, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); n != ref.Size || sum != ref.SHA256 {
+		return nil, &trust.VerificationError{Check: "stored archive " + ref.Key, Expected: fmt.Sprintf("sha256 %s, %d bytes", ref.SHA256, ref.Size),
+			Found: fmt.Sprintf("sha256 %s, %d bytes or more; the object was replaced: remove it, and publish again to rebuild it", sum, n)}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	ix, err := bundle.ReadIndex(f, bundle.ReadLimits{})
+	ix, err := bundle.ReadIndex(f, bundle.ReadLimits{Files: ref.Files, UnpackedBytes: ref.Unpacked})
 	if err != nil {
-		return nil, fault.Rejected(fmt.Errorf("%s: %w", key, err))
+		return nil, fault.Rejected(fmt.Errorf("%s: %w", ref.Key, err))
 	}
-	return &LocalBundle{Path: f.Name(), Name: path.Base(key), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, Index: ix}, nil
+	return &LocalBundle{Path: f.Name(), Name: path.Base(ref.Key), SHA256: ref.SHA256, Size: n, Index: ix}, nil
 }
 
 // cleanup removes what the publisher downloaded.
