@@ -191,6 +191,12 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 			if len(h.Outputs) == 0 {
 				add(p+".outputs", "a hook that runs at publish time ships its outputs to the hosts: declare them")
 			}
+			if len(h.Inputs) == 0 {
+				// Its artifact is reused while its inputs' digest holds: it
+				// must say what it reads, env files included (vite bakes
+				// VITE_* values into the build).
+				add(p+".inputs", "a hook that runs at publish time is rebuilt only when its inputs change: declare them (globs, e.g. apps/web/**; env files they match count)")
+			}
 		default:
 			add(p+".at", "expected host or publish, found %q", h.At)
 		}
