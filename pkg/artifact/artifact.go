@@ -173,9 +173,15 @@ func (b *Builder) install(ctx context.Context, spec *manifest.Spec, in manifest.
 // keep clones a fresh install into the cache (best effort: a cache that
 // cannot be written only makes the next build install again).
 func (b *Builder) keep(src, dst, key string) {
-	tmp := dst + ".tmp"
-	os.RemoveAll(tmp)
-	err := os.MkdirAll(tmp, 0o755)
+	// A temporary sibling of its own: publishes may run side by side.
+	err := os.MkdirAll(filepath.Dir(dst), 0o755)
+	tmp := ""
+	if err == nil {
+		tmp, err = os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-")
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o755)
+	}
 	if err == nil {
 		// The workspace's package directories, without their files.
 		err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -197,7 +203,9 @@ func (b *Builder) keep(src, dst, key string) {
 		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
-		os.RemoveAll(tmp)
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
 		if b.Log != nil {
 			b.Log.Warn("keeping node_modules in the build cache", "dir", dst, "err", err)
 		}
