@@ -239,9 +239,9 @@ func (a *Agent) importer(ctx context.Context, sc *manifest.Schema) (*schema.Impo
 // their results over from the running release, as the plan says.
 //
 // Root works in the tree while it is still root's: cloning node_modules
-// and carrying build outputs over happen first; only then, and only if
-// something must run, the tree goes to spec.user for pnpm and the hooks
-// (pnpm links files from the user's store, so the tree stays the user's).
+// and carrying build outputs over happen first; only then the tree goes
+// to spec.user (always: the app owns its release), for pnpm and the hooks
+// when they run (pnpm links files from the user's store).
 func (a *Agent) prepare(ctx context.Context, p plan.Plan, rel *manifest.Release, cur *state.Release, dir string) (*state.Deps, error) {
 	spec := &rel.Spec
 	if spec.Install == nil && len(spec.Build) == 0 {
