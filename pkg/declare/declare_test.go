@@ -1,0 +1,149 @@
+package declare_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/cohuron/deploy/internal/testenv"
+	"github.com/cohuron/deploy/pkg/declare"
+)
+
+func openDB(t *testing.T, url string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func exec(t *testing.T, db *sql.DB, stmts string) {
+	t.Helper()
+	if _, err := db.Exec(stmts); err != nil {
+		t.Fatalf("%v\n%s", err, stmts)
+	}
+}
+
+const liveDDL = `
+CREATE SCHEMA app;
+CREATE TABLE app.task (id int PRIMARY KEY, name varchar(50), old_note text, done int);
+INSERT INTO app.task VALUES (1, 'a user''s task', 'note', 0);
+CREATE TABLE app.gone (id int PRIMARY KEY);
+INSERT INTO app.gone VALUES (7);
+CREATE TABLE app.invoice_head (id int PRIMARY KEY, total int);
+INSERT INTO app.invoice_head VALUES (1, 100);
+`
+
+// The files' schema: task gains columns and an index, loses old_note and
+// changes done's type; invoice_head is now invoice; gone is gone; a new
+// table, function and trigger.
+const desiredDDL = `
+CREATE SCHEMA app;
+CREATE TABLE app.task (id int PRIMARY KEY, name varchar(100), done boolean, priority text DEFAULT 'normal', updated_at timestamptz);
+CREATE INDEX task_name_idx ON app.task (name);
+CREATE TABLE app.invoice (id int PRIMARY KEY, total int);
+CREATE TABLE app.person (id int PRIMARY KEY, email text NOT NULL);
+CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER task_touch BEFORE UPDATE ON app.task FOR EACH ROW EXECUTE FUNCTION app.touch();
+`
+
+func TestDiffRefusesThenApplies(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	live := openDB(t, pg.CreateDB(t, "live"))
+	desired := openDB(t, pg.CreateDB(t, "desired"))
+	exec(t, live, liveDDL)
+	exec(t, desired, desiredDDL)
+
+	opt := declare.Options{Schemas: []string{"app"}}
+	p, err := declare.Diff(ctx, live, desired, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused []string
+	for _, r := range p.Refused {
+		refused = append(refused, r.String())
+	}
+	t.Logf("refused:\n%s", strings.Join(refused, "\n"))
+	for _, want := range []string{
+		"app.gone: the schema files no longer create this table", "schema.drops: [app.gone]",
+		"app.invoice_head: the schema files no longer create this table", "schema.renames: {app.invoice_head: NEW_NAME}",
+		"app.task.old_note: the schema files no longer create this column",
+		"app.task.done: type integer -> boolean has no cast that keeps every value",
+	} {
+		if !strings.Contains(strings.Join(refused, "\n"), want) {
+			t.Errorf("refusals lack %q", want)
+		}
+	}
+	var re *declare.RefusedError
+	if err := declare.Apply(ctx, live, p, 0); !errors.As(err, &re) {
+		t.Fatalf("Apply of a refusing plan: %v, want a RefusedError", err)
+	}
+	if got := count(t, live, "SELECT count(*) FROM app.gone"); got != 1 {
+		t.Fatalf("the refused plan changed live: app.gone has %d rows", got)
+	}
+
+	// Declared: the rename keeps the invoices, the drops are allowed.
+	opt.Renames = map[string]string{"app.invoice_head": "invoice"}
+	opt.Drops = []string{"app.gone", "app.task.old_note", "app.task.done"}
+	p, err = declare.Diff(ctx, live, desired, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refused) != 0 {
+		t.Fatalf("refused with every declaration: %v", p.Refused)
+	}
+	var text strings.Builder
+	for _, s := range p.Statements {
+		text.WriteString(s.String() + "\n")
+	}
+	t.Logf("plan:\n%s", text.String())
+	for _, want := range []string{
+		`ALTER TABLE "app"."invoice_head" RENAME TO "invoice"`,
+		"lock: writes to the table wait while the index builds",
+		"data loss (declared in schema.drops)",
+		"CREATE OR REPLACE FUNCTION app.touch()",
+		"CREATE TRIGGER task_touch",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+	if err := declare.Apply(ctx, live, p, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, live, "SELECT count(*) FROM app.invoice WHERE total = 100"); got != 1 {
+		t.Errorf("the renamed table lost its row: %d", got)
+	}
+	if got := count(t, live, "SELECT count(*) FROM app.task WHERE name = 'a user''s task' AND priority = 'normal'"); got != 1 {
+		t.Errorf("app.task lost its row or the new column's default: %d", got)
+	}
+	exec(t, live, "UPDATE app.task SET name = 'x'")
+	if got := count(t, live, "SELECT count(*) FROM app.task WHERE updated_at IS NOT NULL"); got != 1 {
+		t.Errorf("the trigger does not run: %d", got)
+	}
+
+	// Converged: nothing more to do.
+	p, err = declare.Diff(ctx, live, desired, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() {
+		t.Fatalf("after applying, the plan is not empty: %+v", p)
+	}
+}
+
+func count(t *testing.T, db *sql.DB, q string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}

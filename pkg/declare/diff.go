@@ -1,0 +1,422 @@
+package declare
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"ariga.io/atlas/sql/migrate"
+	"ariga.io/atlas/sql/postgres"
+	"ariga.io/atlas/sql/schema"
+)
+
+// Options are the manifest's declarations.
+type Options struct {
+	// Schemas to compare (e.g. app).
+	Schemas []string
+	// Renames, applied before the diff: "schema.table" -> "new_table" or
+	// "schema.table.column" -> "new_column" (rows kept).
+	Renames map[string]string
+	// Drops are the tables ("schema.table") and columns
+	// ("schema.table.column") that may be dropped, or converted without
+	// a safe cast, losing their data.
+	Drops []string
+}
+
+// Hazards of a statement.
+const (
+	HazardLock     = "lock"      // holds a lock that blocks writes while it runs
+	HazardRewrite  = "rewrite"   // rewrites the table
+	HazardDataLoss = "data loss" // declared in drops
+)
+
+// Statement is one statement of a plan.
+type Statement struct {
+	SQL     string
+	Comment string
+	Hazard  string // "" or one of the Hazard constants, with what it concerns
+}
+
+func (s Statement) String() string {
+	if s.Hazard == "" {
+		return s.SQL
+	}
+	return s.SQL + "  -- " + s.Hazard
+}
+
+// Refusal is a change that would lose data and that no declaration allows.
+type Refusal struct {
+	Object string // schema.table or schema.table.column
+	What   string // what the change would do
+	Allow  string // the declaration that allows it
+}
+
+func (r Refusal) String() string { return r.Object + ": " + r.What + "; " + r.Allow }
+
+// Plan is what takes the live database to the desired one.
+type Plan struct {
+	Statements []Statement
+	Refused    []Refusal
+}
+
+// Empty reports whether live already is the desired schema.
+func (p *Plan) Empty() bool { return len(p.Statements) == 0 && len(p.Refused) == 0 }
+
+// RefusedError is a plan that would lose data.
+type RefusedError struct{ Refused []Refusal }
+
+func (e *RefusedError) Error() string {
+	var b strings.Builder
+	b.WriteString("refusing a schema change that loses data (nothing was applied): ")
+	for i, r := range e.Refused {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(r.String())
+	}
+	return b.String()
+}
+
+// Err is a *RefusedError when p refuses anything.
+func (p *Plan) Err() error {
+	if len(p.Refused) == 0 {
+		return nil
+	}
+	return &RefusedError{Refused: p.Refused}
+}
+
+// Diff plans the change from live to desired for opt.Schemas.
+func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error) {
+	ld, err := postgres.Open(live)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting the live database: %w", err)
+	}
+	dd, err := postgres.Open(desired)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting the shadow database: %w", err)
+	}
+	if len(opt.Schemas) == 0 {
+		return nil, errNoSchema
+	}
+	p := &Plan{}
+	for _, name := range opt.Schemas {
+		from, err := inspect(ctx, ld, name)
+		if err != nil {
+			return nil, fmt.Errorf("inspecting schema %s of the live database: %w", name, err)
+		}
+		to, err := inspect(ctx, dd, name)
+		if err != nil {
+			return nil, fmt.Errorf("inspecting schema %s of the shadow database: %w", name, err)
+		}
+		if to == nil {
+			return nil, fmt.Errorf("the schema files create no schema %s", name)
+		}
+		if from == nil {
+			from = schema.New(name)
+			p.Statements = append(p.Statements, Statement{SQL: "CREATE SCHEMA " + quote(name), Comment: "add schema " + name})
+		}
+		p.Statements = append(p.Statements, renames(from, to, opt.Renames)...)
+		changes, err := ld.SchemaDiff(from, to)
+		if err != nil {
+			return nil, fmt.Errorf("comparing schema %s: %w", name, err)
+		}
+		allowed, err := classify(ctx, live, name, changes, opt, p)
+		if err != nil {
+			return nil, err
+		}
+		if len(allowed) == 0 {
+			continue
+		}
+		mp, err := ld.PlanChanges(ctx, "declare", allowed, func(o *migrate.PlanOptions) {
+			o.SchemaQualifier = new(string)
+			*o.SchemaQualifier = name
+		})
+		if err != nil {
+			return nil, fmt.Errorf("planning the changes of schema %s: %w", name, err)
+		}
+		for _, c := range mp.Changes {
+			p.Statements = append(p.Statements, Statement{SQL: c.Cmd, Comment: c.Comment, Hazard: statementHazard(c)})
+		}
+	}
+	for _, name := range opt.Schemas {
+		st, err := objects(ctx, live, desired, name)
+		if err != nil {
+			return nil, err
+		}
+		p.Statements = append(p.Statements, st...)
+	}
+	return p, nil
+}
+
+// inspect is the schema name of drv, nil when it does not exist. Views,
+// functions and triggers are compared by catalog (objects.go).
+func inspect(ctx context.Context, drv migrate.Driver, name string) (*schema.Schema, error) {
+	s, err := drv.InspectSchema(ctx, name, &schema.InspectOptions{Mode: schema.InspectTables})
+	if schema.IsNotExistError(err) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// renames applies the declared renames to from (in memory) and returns
+// their statements; a rename already done, or whose source is gone, is
+// nothing to do.
+func renames(from, to *schema.Schema, decl map[string]string) []Statement {
+	var out []Statement
+	keys := make([]string, 0, len(decl))
+	for k := range decl {
+		keys = append(keys, k)
+	}
+	// Tables before columns, each in name order: a column's table may be
+	// renamed too.
+	sort.Strings(keys)
+	sort.SliceStable(keys, func(i, j int) bool { return strings.Count(keys[i], ".") < strings.Count(keys[j], ".") })
+	for _, k := range keys {
+		parts := strings.Split(k, ".")
+		if parts[0] != from.Name {
+			continue
+		}
+		newName := decl[k]
+		switch len(parts) {
+		case 2:
+			t, ok := from.Table(parts[1])
+			if _, done := from.Table(newName); !ok || done {
+				continue
+			}
+			if _, want := to.Table(newName); !want {
+				continue
+			}
+			t.Name = newName
+			out = append(out, Statement{SQL: fmt.Sprintf("ALTER TABLE %s.%s RENAME TO %s", quote(from.Name), quote(parts[1]), quote(newName)), Comment: "rename table " + k + " to " + newName + " (declared)"})
+		case 3:
+			t, ok := from.Table(parts[1])
+			if !ok {
+				if t, ok = from.Table(decl[parts[0]+"."+parts[1]]); !ok {
+					continue
+				}
+			}
+			c, ok := t.Column(parts[2])
+			if _, done := t.Column(newName); !ok || done {
+				continue
+			}
+			c.Name = newName
+			out = append(out, Statement{SQL: fmt.Sprintf("ALTER TABLE %s.%s RENAME COLUMN %s TO %s", quote(from.Name), quote(t.Name), quote(parts[2]), quote(newName)), Comment: "rename column " + k + " to " + newName + " (declared)"})
+		}
+	}
+	return out
+}
+
+// classify keeps the changes that lose no data (or whose loss is
+// declared) and adds a Refusal to p for each other one.
+func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Change, opt Options, p *Plan) ([]schema.Change, error) {
+	declared := func(obj string) bool { return slices.Contains(opt.Drops, obj) }
+	var out []schema.Change
+	for _, c := range changes {
+		switch c := c.(type) {
+		case *schema.DropTable:
+			obj := sch + "." + c.T.Name
+			if !declared(obj) {
+				p.Refused = append(p.Refused, Refusal{Object: obj, What: "the schema files no longer create this table; dropping it loses its rows",
+					Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"})
+				continue
+			}
+			out = append(out, c)
+		case *schema.ModifyTable:
+			var keep []schema.Change
+			for _, tc := range c.Changes {
+				ok, err := tableChange(ctx, live, sch, c.T, tc, declared, p)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+				if mc, isMod := tc.(*schema.ModifyColumn); isMod && mc.Change.Is(schema.ChangeType) && !safeCast(mc.From.Type.Raw, mc.To.Type.Raw) {
+					// Declared in drops: the column is dropped and added
+					// again with its new type, its values lost as declared
+					// (a cast could fail halfway through the rows).
+					keep = append(keep, &schema.DropColumn{C: mc.From}, &schema.AddColumn{C: mc.To})
+					continue
+				}
+				keep = append(keep, tc)
+			}
+			if len(keep) > 0 {
+				out = append(out, &schema.ModifyTable{T: c.T, Changes: keep})
+			}
+		case *schema.AddTable, *schema.ModifySchema:
+			out = append(out, c)
+		default:
+			// Views, functions, triggers, sequences and the like are not
+			// planned here (objects.go compares them by catalog).
+		}
+	}
+	return out, nil
+}
+
+func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table, tc schema.Change, declared func(string) bool, p *Plan) (bool, error) {
+	table := sch + "." + t.Name
+	switch c := tc.(type) {
+	case *schema.DropColumn:
+		obj := table + "." + c.C.Name
+		if declared(obj) {
+			return true, nil
+		}
+		p.Refused = append(p.Refused, Refusal{Object: obj, What: "the schema files no longer create this column; dropping it loses its values",
+			Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"})
+		return false, nil
+	case *schema.AddColumn:
+		if c.C.Type.Null || c.C.Default != nil {
+			return true, nil
+		}
+		rows, err := exists(ctx, live, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s.%s)", quote(sch), quote(t.Name)))
+		if err != nil || !rows {
+			return err == nil, err
+		}
+		obj := table + "." + c.C.Name
+		p.Refused = append(p.Refused, Refusal{Object: obj, What: "a NOT NULL column without a default, on a table with rows",
+			Allow: "give it a DEFAULT in the schema file, or add it as NULL and backfill before making it NOT NULL"})
+		return false, nil
+	case *schema.ModifyColumn:
+		obj := table + "." + c.To.Name
+		if c.Change.Is(schema.ChangeType) && !safeCast(c.From.Type.Raw, c.To.Type.Raw) && !declared(obj) {
+			p.Refused = append(p.Refused, Refusal{Object: obj, What: fmt.Sprintf("type %s -> %s has no cast that keeps every value", c.From.Type.Raw, c.To.Type.Raw),
+				Allow: "declare schema.drops: [" + obj + "] to drop it and add it again with the new type, its values lost (after the dump)"})
+			return false, nil
+		}
+		if c.Change.Is(schema.ChangeNull) && !c.To.Type.Null {
+			nulls, err := exists(ctx, live, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s.%s WHERE %s IS NULL)", quote(sch), quote(t.Name), quote(c.From.Name)))
+			if err != nil {
+				return false, err
+			}
+			if nulls {
+				p.Refused = append(p.Refused, Refusal{Object: obj, What: "NOT NULL on a column that holds NULLs",
+					Allow: "fill them (an UPDATE in a schema file of a later release is not run on live data: backfill by hand), or keep the column nullable"})
+				return false, nil
+			}
+		}
+		return true, nil
+	default:
+		return true, nil
+	}
+}
+
+func exists(ctx context.Context, db *sql.DB, q string) (bool, error) {
+	var b bool
+	if err := db.QueryRowContext(ctx, q).Scan(&b); err != nil {
+		return false, fmt.Errorf("%s: %w", q, err)
+	}
+	return b, nil
+}
+
+var sized = regexp.MustCompile(`^(character varying|varchar|character|char|numeric|decimal)\((\d+)(?:,\s*(\d+))?\)$`)
+
+// safeCast reports whether every value of type from converts to type to
+// unchanged.
+func safeCast(from, to string) bool {
+	from, to = strings.ToLower(from), strings.ToLower(to)
+	if from == to {
+		return true
+	}
+	ints := []string{"smallint", "integer", "bigint"}
+	if i, j := slices.Index(ints, from), slices.Index(ints, to); i >= 0 && j >= i {
+		return true
+	}
+	if to == "text" && (strings.HasPrefix(from, "character varying") || strings.HasPrefix(from, "varchar")) {
+		return true
+	}
+	if (to == "character varying" || to == "varchar") && strings.HasPrefix(from, "character varying") {
+		return true // unbounded
+	}
+	if slices.Contains(ints, from) && (to == "numeric" || to == "decimal") {
+		return true
+	}
+	mf, mt := sized.FindStringSubmatch(from), sized.FindStringSubmatch(to)
+	if mf == nil || mt == nil || base(mf[1]) != base(mt[1]) || base(mf[1]) == "character" {
+		return false
+	}
+	nf, _ := strconv.Atoi(mf[2])
+	nt, _ := strconv.Atoi(mt[2])
+	sf, _ := strconv.Atoi(mf[3])
+	st, _ := strconv.Atoi(mt[3])
+	return nt >= nf && st == sf
+}
+
+func base(t string) string {
+	switch t {
+	case "varchar":
+		return "character varying"
+	case "char":
+		return "character"
+	case "decimal":
+		return "numeric"
+	}
+	return t
+}
+
+// statementHazard says what planned statement c costs while it runs:
+// Atlas plans a table's new indexes as statements of their own, with the
+// table's change as their source.
+func statementHazard(c *migrate.Change) string {
+	if cmd := strings.ToUpper(c.Cmd); strings.HasPrefix(cmd, "CREATE INDEX") || strings.HasPrefix(cmd, "CREATE UNIQUE INDEX") {
+		return hazard(&schema.AddIndex{})
+	}
+	if mt, ok := c.Source.(*schema.ModifyTable); ok {
+		var rest []schema.Change
+		for _, tc := range mt.Changes {
+			if _, isIndex := tc.(*schema.AddIndex); !isIndex {
+				rest = append(rest, tc)
+			}
+		}
+		return hazard(&schema.ModifyTable{T: mt.T, Changes: rest})
+	}
+	return hazard(c.Source)
+}
+
+// hazard says what a planned change costs while it runs.
+func hazard(c schema.Change) string {
+	switch c := c.(type) {
+	case *schema.ModifyTable:
+		var hs []string
+		for _, tc := range c.Changes {
+			if h := hazard(tc); h != "" && !slices.Contains(hs, h) {
+				hs = append(hs, h)
+			}
+		}
+		return strings.Join(hs, ", ")
+	case *schema.DropTable, *schema.DropColumn:
+		return HazardDataLoss + " (declared in schema.drops)"
+	case *schema.AddIndex:
+		return HazardLock + ": writes to the table wait while the index builds"
+	case *schema.AddForeignKey, *schema.AddCheck:
+		return HazardLock + ": every row is checked"
+	case *schema.ModifyColumn:
+		if c.Change.Is(schema.ChangeType) {
+			if safeCast(c.From.Type.Raw, c.To.Type.Raw) && !rewrites(c.From.Type.Raw, c.To.Type.Raw) {
+				return ""
+			}
+			return HazardRewrite + ": the table is rewritten, writes wait"
+		}
+		if c.Change.Is(schema.ChangeNull) && !c.To.Type.Null {
+			return HazardLock + ": every row is checked for NULL"
+		}
+	}
+	return ""
+}
+
+// rewrites reports whether a safe cast still rewrites the table (a wider
+// integer does; a longer varchar or varchar to text does not).
+func rewrites(from, to string) bool {
+	from, to = strings.ToLower(from), strings.ToLower(to)
+	return !(strings.HasPrefix(from, "character varying") && (to == "text" || strings.HasPrefix(to, "character varying")))
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// errNoSchema is returned when opt.Schemas is empty.
+var errNoSchema = errors.New("schema.schemas: name the database schemas the files define (e.g. app)")
