@@ -55,6 +55,9 @@ type Refusal struct {
 	Object string // schema.table or schema.table.column
 	What   string // what the change would do
 	Allow  string // the declaration that allows it
+	// Rename is the new table or column the files create that looks like
+	// Object renamed (the same columns; the same type), if one does.
+	Rename string
 }
 
 func (r Refusal) String() string { return r.Object + ": " + r.What + "; " + r.Allow }
@@ -222,15 +225,20 @@ func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Ch
 		case *schema.DropTable:
 			obj := sch + "." + c.T.Name
 			if !declared(obj) {
-				p.Refused = append(p.Refused, Refusal{Object: obj, What: "the schema files no longer create this table; dropping it loses its rows",
-					Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"})
+				r := Refusal{Object: obj, What: "the schema files no longer create this table; dropping it loses its rows",
+					Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"}
+				if to := renamedTable(c.T, changes); to != "" {
+					r.Rename = to
+					r.Allow = "it looks renamed to " + sch + "." + to + " (the same columns): declare schema.renames: {" + obj + ": " + to + "} to keep its rows, or schema.drops: [" + obj + "] to drop it (after the dump)"
+				}
+				p.Refused = append(p.Refused, r)
 				continue
 			}
 			out = append(out, c)
 		case *schema.ModifyTable:
 			var keep []schema.Change
 			for _, tc := range c.Changes {
-				ok, err := tableChange(ctx, live, sch, c.T, tc, declared, p)
+				ok, err := tableChange(ctx, live, sch, c.T, tc, c.Changes, declared, p)
 				if err != nil {
 					return nil, err
 				}
@@ -259,7 +267,7 @@ func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Ch
 	return out, nil
 }
 
-func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table, tc schema.Change, declared func(string) bool, p *Plan) (bool, error) {
+func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table, tc schema.Change, siblings []schema.Change, declared func(string) bool, p *Plan) (bool, error) {
 	table := sch + "." + t.Name
 	switch c := tc.(type) {
 	case *schema.DropColumn:
@@ -267,8 +275,13 @@ func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table,
 		if declared(obj) {
 			return true, nil
 		}
-		p.Refused = append(p.Refused, Refusal{Object: obj, What: "the schema files no longer create this column; dropping it loses its values",
-			Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"})
+		r := Refusal{Object: obj, What: "the schema files no longer create this column; dropping it loses its values",
+			Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"}
+		if to := renamedColumn(c.C, siblings); to != "" {
+			r.Rename = to
+			r.Allow = "it looks renamed to " + table + "." + to + " (the only new column of its type): declare schema.renames: {" + obj + ": " + to + "} to keep its values, or schema.drops: [" + obj + "] to drop it (after the dump)"
+		}
+		p.Refused = append(p.Refused, r)
 		return false, nil
 	case *schema.AddColumn:
 		if c.C.Type.Null || c.C.Default != nil {
@@ -304,6 +317,68 @@ func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table,
 	default:
 		return true, nil
 	}
+}
+
+// renamedTable is the table the changes add whose columns are most like
+// from's (at least 80% of either's names shared), if any.
+func renamedTable(from *schema.Table, changes []schema.Change) string {
+	names := func(t *schema.Table) map[string]bool {
+		m := map[string]bool{}
+		for _, c := range t.Columns {
+			m[c.Name] = true
+		}
+		return m
+	}
+	have := names(from)
+	best, bestScore := "", 0.8
+	for _, c := range changes {
+		add, ok := c.(*schema.AddTable)
+		if !ok {
+			continue
+		}
+		want, shared := names(add.T), 0
+		for n := range want {
+			if have[n] {
+				shared++
+			}
+		}
+		score := float64(shared) / float64(max(len(have), len(want), 1))
+		if score >= bestScore {
+			best, bestScore = add.T.Name, score
+		}
+	}
+	return best
+}
+
+// renamedColumn is the only column the table's changes add with from's
+// type and a name like it (cust_id, customer_id), if there is exactly one.
+func renamedColumn(from *schema.Column, siblings []schema.Change) string {
+	found := ""
+	for _, c := range siblings {
+		add, ok := c.(*schema.AddColumn)
+		if !ok || !strings.EqualFold(add.C.Type.Raw, from.Type.Raw) || !alike(from.Name, add.C.Name) {
+			continue
+		}
+		if found != "" {
+			return ""
+		}
+		found = add.C.Name
+	}
+	return found
+}
+
+// alike reports whether two names share a prefix or a suffix of at least
+// three characters.
+func alike(a, b string) bool {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	m := 0
+	for m < len(a) && m < len(b) && a[len(a)-1-m] == b[len(b)-1-m] {
+		m++
+	}
+	return n >= 3 || m >= 3
 }
 
 func exists(ctx context.Context, db *sql.DB, q string) (bool, error) {

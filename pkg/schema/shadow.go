@@ -78,24 +78,14 @@ func (r *ShadowResult) Failed() []Warning {
 }
 
 // Shadow creates an empty database on the live database's server, imports
-// files into it in order with psql the way the app's own tooling does
-// (each failing statement a Warning; with opt.Strict a *FileError), runs
-// the statements that failed once more after the rest (and again while
-// that helps), calls inspect with the shadow's URL (for the diff), and
-// drops the shadow, whatever happened. It first drops what a crashed run
-// of this host left (DropShadows). The role needs CREATEDB. Files that
-// hold psql meta-commands are refused: psql would run them on this host.
-func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions, inspect func(ctx context.Context, url string) error) (res *ShadowResult, err error) {
+// files into it (see Import), calls inspect with the shadow's URL (for the
+// diff), and drops the shadow, whatever happened. It first drops what a
+// crashed run of this host left (DropShadows). The role needs CREATEDB.
+func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions, inspect func(ctx context.Context, url string) error) (*ShadowResult, error) {
 	start := time.Now()
-	texts := make([]string, len(files))
-	for i, f := range files {
-		if texts[i], err = readChecked(f); err != nil {
-			return nil, err
-		}
-		if ms := metaCommands(f.Name, texts[i]); len(ms) > 0 {
-			return nil, &FileError{File: f.Name, Line: ms[0].Line, Refused: true,
-				Err: fmt.Errorf("psql meta-command %s: schema files are SQL only (psql would run it on the agent's host); remove it", ms[0].Statement)}
-		}
+	texts, err := sqlTexts(files)
+	if err != nil {
+		return nil, err
 	}
 	if err := im.DropShadows(ctx, opt.Host); err != nil {
 		return nil, err
@@ -120,19 +110,74 @@ func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions,
 	if err != nil {
 		return nil, err
 	}
-	res = &ShadowResult{Database: name}
-	var failed []Warning
+	ws, err := im.importInto(ctx, shadowURL, files, texts, opt.Strict)
+	if err != nil {
+		return nil, err
+	}
+	res := &ShadowResult{Database: name, Warnings: ws}
+	if inspect != nil {
+		if err := inspect(ctx, shadowURL); err != nil {
+			return nil, err
+		}
+	}
+	res.Took = time.Since(start)
+	im.log().Info("shadow import", "files", len(files), "failed", len(res.Failed()), "order", len(res.Warnings)-len(res.Failed()), "took", res.Took.Round(time.Millisecond))
+	return res, nil
+}
+
+// Import imports files into the database itself, the way the app's own
+// tooling does: psql without ON_ERROR_STOP, each failing statement a
+// Warning (with opt.Strict a *FileError), the statements that failed run
+// once more after the rest (and again while that helps; never a drop or a
+// delete). It is for the first install into an empty database, whose
+// rows the files load; afterwards the agent imports into a shadow and
+// applies the difference. Files that hold psql meta-commands are refused:
+// psql would run them on this host.
+func (im *Importer) Import(ctx context.Context, files []File, opt ShadowOptions) (*ShadowResult, error) {
+	start := time.Now()
+	texts, err := sqlTexts(files)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := im.importInto(ctx, im.URL, files, texts, opt.Strict)
+	if err != nil {
+		return nil, err
+	}
+	return &ShadowResult{Warnings: ws, Took: time.Since(start)}, nil
+}
+
+// sqlTexts reads files, checked against their digests, refusing psql
+// meta-commands.
+func sqlTexts(files []File) ([]string, error) {
+	texts := make([]string, len(files))
 	for i, f := range files {
-		ws, err := im.psqlScript(ctx, shadowURL, texts[i], opt.Strict)
+		var err error
+		if texts[i], err = readChecked(f); err != nil {
+			return nil, err
+		}
+		if ms := metaCommands(f.Name, texts[i]); len(ms) > 0 {
+			return nil, &FileError{File: f.Name, Line: ms[0].Line, Refused: true,
+				Err: fmt.Errorf("psql meta-command %s: schema files are SQL only (psql would run it on the agent's host); remove it", ms[0].Statement)}
+		}
+	}
+	return texts, nil
+}
+
+// importInto runs texts (of files) in order with psql against conn, then
+// the failed statements again; it returns the warnings in file order.
+func (im *Importer) importInto(ctx context.Context, conn string, files []File, texts []string, strict bool) ([]Warning, error) {
+	var out, failed []Warning
+	for i, f := range files {
+		ws, err := im.psqlScript(ctx, conn, texts[i], strict)
 		for j := range ws {
 			ws[j].File = f.Name
 		}
 		if err != nil {
-			if opt.Strict && len(ws) > 0 {
+			if strict && len(ws) > 0 {
 				return nil, &FileError{File: f.Name, Line: ws[0].Line, Refused: true,
 					Err: fmt.Errorf("%s (schema.strict: true refuses any failing statement)", ws[0].Message)}
 			}
-			return nil, fmt.Errorf("importing %s into the shadow database: %w", f.Name, err)
+			return nil, fmt.Errorf("importing %s: %w", f.Name, err)
 		}
 		failed = append(failed, ws...)
 	}
@@ -141,14 +186,14 @@ func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions,
 	var retryable []Warning
 	for _, w := range failed {
 		if losesData(w.Statement) {
-			res.Warnings = append(res.Warnings, w)
+			out = append(out, w)
 		} else {
 			retryable = append(retryable, w)
 		}
 	}
 	failed = retryable
 	for round := 0; round < maxRetryRounds && len(failed) > 0; round++ {
-		still, err := im.retry(ctx, shadowURL, failed)
+		still, err := im.retry(ctx, conn, failed)
 		if err != nil {
 			return nil, err
 		}
@@ -158,31 +203,24 @@ func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions,
 		for _, w := range failed {
 			if !containsWarning(still, w) {
 				w.Order = true
-				res.Warnings = append(res.Warnings, w)
+				out = append(out, w)
 			}
 		}
 		failed = still
 	}
-	res.Warnings = append(res.Warnings, failed...)
+	out = append(out, failed...)
 	pos := map[string]int{}
 	for i, f := range files {
 		pos[f.Name] = i
 	}
-	sort.SliceStable(res.Warnings, func(i, j int) bool {
-		a, b := res.Warnings[i], res.Warnings[j]
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if pos[a.File] != pos[b.File] {
 			return pos[a.File] < pos[b.File]
 		}
 		return a.Line < b.Line
 	})
-	if inspect != nil {
-		if err := inspect(ctx, shadowURL); err != nil {
-			return nil, err
-		}
-	}
-	res.Took = time.Since(start)
-	im.log().Info("shadow import", "files", len(files), "failed", len(res.Failed()), "order", len(res.Warnings)-len(res.Failed()), "took", res.Took.Round(time.Millisecond))
-	return res, nil
+	return out, nil
 }
 
 // losesData reports whether stmt drops, deletes or truncates anything.
