@@ -172,7 +172,7 @@ func (d *Docker) describe(container string) string {
 }
 
 // removeContainers force-removes every container of the engine, so that
-// nothing keeps running after the daemon is gone.
+// nothing keeps running after the daemon is gone, and then its networks.
 func (d *Docker) removeContainers(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -181,12 +181,18 @@ func (d *Docker) removeContainers(t testing.TB) {
 		t.Logf("listing containers to remove: %v", err)
 		return
 	}
-	ids := strings.Fields(string(res.Output))
-	if len(ids) == 0 {
-		return
+	if ids := strings.Fields(string(res.Output)); len(ids) > 0 {
+		if _, err := proc.Run(ctx, proc.Cmd{Name: "docker", Args: append([]string{"rm", "-f", "-v"}, ids...), Env: d.Env}); err != nil {
+			t.Logf("removing containers: %v", err)
+		}
 	}
-	if _, err := proc.Run(ctx, proc.Cmd{Name: "docker", Args: append([]string{"rm", "-f", "-v"}, ids...), Env: d.Env}); err != nil {
-		t.Logf("removing containers: %v", err)
+	// A network's bridge outlives the daemon, in the host's namespace:
+	// left behind, each takes one of the address pools every engine on
+	// this machine picks from, and after about 30 no compose project
+	// can create its network ("could not find an available,
+	// non-overlapping IPv4 address pool").
+	if _, err := proc.Run(ctx, proc.Cmd{Name: "docker", Args: []string{"network", "prune", "-f"}, Env: d.Env}); err != nil {
+		t.Logf("removing networks: %v", err)
 	}
 }
 
