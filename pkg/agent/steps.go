@@ -23,6 +23,7 @@ import (
 	"github.com/cohuron/deploy/pkg/plan"
 	"github.com/cohuron/deploy/pkg/proc"
 	"github.com/cohuron/deploy/pkg/schema"
+	"github.com/cohuron/deploy/pkg/schema/declare"
 	"github.com/cohuron/deploy/pkg/secrets"
 	"github.com/cohuron/deploy/pkg/state"
 	"github.com/cohuron/deploy/pkg/tree"
@@ -181,7 +182,15 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 			return err
 		}
 		files, seeds := schemaFiles(rel)
-		p, err := im.Pending(ctx, files, seeds)
+		var p schema.Pending
+		if sc.Declarative() {
+			var done bool
+			if done, err = im.Declared(ctx, rel.Inputs.Schema.Digest); err == nil && !done {
+				p.Changes = []schema.Change{{File: sc.Dir, Why: "declarative: the files changed; imported into a shadow database and compared with the live one at converge"}}
+			}
+		} else {
+			p, err = im.Pending(ctx, files, seeds)
+		}
 		if err != nil {
 			if spec.Compose != nil && !servicesUp(obs.Services, spec.Compose.Services) {
 				// The database may be one of the compose services, not
@@ -499,6 +508,14 @@ func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifes
 		return nil, err
 	}
 	a.crashPoint("importing")
+	if sc.Declarative() {
+		applied, err := a.declareSchema(ctx, im, rel, files)
+		if err != nil {
+			return nil, err
+		}
+		rec.Applied, rec.Dump = applied, dump
+		return rec, nil
+	}
 	res, err := im.Apply(ctx, files, seeds, schema.ApplyOptions{Seq: rel.Seq, Host: a.Cfg.HostID, AllowDestructive: sc.AllowDestructive})
 	if err != nil {
 		err = fmt.Errorf("schema import (nothing applied; the database is as before): %w", err)
@@ -516,6 +533,53 @@ func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifes
 		os.Remove(dump) // another host imported first
 	}
 	return rec, nil
+}
+
+// declareSchema brings the database to the schema files' (declarative
+// mode, see declare.Converge). It returns what it ran, for the status.
+func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *manifest.Release, files []schema.File) ([]string, error) {
+	sc := rel.Spec.Schema
+	res, err := declare.Converge(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
+		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops},
+		Host:    a.Cfg.HostID, Digest: rel.Inputs.Schema.Digest, Seq: rel.Seq, Now: a.Now()})
+	if res != nil {
+		a.logWarnings(res.Warnings)
+	}
+	var re *declare.RefusedError
+	switch {
+	case errors.As(err, &re):
+		return nil, releaseFault(fmt.Errorf("schema (nothing applied; the database is as before): %w", err))
+	case err != nil:
+		return nil, schemaFault(err)
+	case res.FirstInstall:
+		return []string{fmt.Sprintf("first install: %d files imported into the empty database (%d statements skipped, as psql skips them)", len(files), len(res.Warnings))}, nil
+	}
+	var ran []string
+	for _, s := range res.Statements {
+		ran = append(ran, firstLine(s.String()))
+	}
+	a.Log.Info("schema brought to the files'", "statements", len(ran), "warnings", len(res.Warnings))
+	return ran, nil
+}
+
+// schemaFault classifies a shadow or first-install import error: what the
+// release's files say is its fault (not retried), the rest the database's.
+func schemaFault(err error) error {
+	var fe *schema.FileError
+	if errors.As(err, &fe) && !fe.Transient() {
+		return releaseFault(fmt.Errorf("schema (nothing applied to the live database): %w", err))
+	}
+	return fault.Transient(fmt.Errorf("schema: %w", err))
+}
+
+func (a *Agent) logWarnings(ws []schema.Warning) {
+	for i, w := range ws {
+		if i == 20 {
+			a.Log.Warn("schema import: more statements failed", "more", len(ws)-i)
+			break
+		}
+		a.Log.Warn("schema import: statement skipped, as psql skips it", "at", fmt.Sprintf("%s:%d", w.File, w.Line), "error", firstLine(w.Message), "order", w.Order)
+	}
 }
 
 // undoServices brings the previous release's compose definition back and,

@@ -232,7 +232,7 @@ type badEnvironment struct {
 
 var badEnvironments = []badEnvironment{
 	{name: "publish-time hook without inputs", old: "  processes:\n",
-		new: "  user: app\n  build:\n    - name: web\n      command: [vite, build]\n      at: publish\n      outputs: [dist]\n  processes:\n",
+		new:  "  user: app\n  build:\n    - name: web\n      command: [vite, build]\n      at: publish\n      outputs: [dist]\n  processes:\n",
 		line: 23, msg: "a hook that runs at publish time is rebuilt only when its inputs change: declare them"},
 	{name: "literal secret", old: "JWT_SECRET: {ssm: /cohuron/staging/jwt}", new: "JWT_SECRET: abc",
 		line: manifesttest.LineJWTSecret, msg: "literal secret (variable name JWT_SECRET holds a secret)"},

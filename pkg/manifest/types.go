@@ -134,7 +134,33 @@ type Schema struct {
 	// automatic rollback. Empty means the whole database is dumped and
 	// nothing is restored.
 	Schemas []string `yaml:"schemas,omitempty" json:"schemas,omitempty"`
+	// Mode is history (default: each file runs once, when new or changed,
+	// recorded in cohuron_agent.schema_history) or declarative (the files
+	// describe the whole schema: imported into a shadow database as psql
+	// imports them, compared with the live database, what adds applied,
+	// what loses data refused unless renames or drops declare it).
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=history,enum=declarative"`
+	// Strict (declarative): a statement that fails in the shadow import
+	// refuses the release instead of being a warning.
+	Strict bool `yaml:"strict,omitempty" json:"strict,omitempty"`
+	// Renames (declarative): schema.table -> new table name, or
+	// schema.table.column -> new column name; run as ALTER ... RENAME
+	// before the comparison, rows kept.
+	Renames map[string]string `yaml:"renames,omitempty" json:"renames,omitempty"`
+	// Drops (declarative): the tables (schema.table) and columns
+	// (schema.table.column) that may be dropped, or changed to a type
+	// without a safe cast, losing their data (after the dump).
+	Drops []string `yaml:"drops,omitempty" json:"drops,omitempty"`
 }
+
+// Schema modes (Schema.Mode).
+const (
+	SchemaHistory     = "history"
+	SchemaDeclarative = "declarative"
+)
+
+// Declarative reports whether the schema is declarative.
+func (s *Schema) Declarative() bool { return s != nil && s.Mode == SchemaDeclarative }
 
 // Process is one application process.
 type Process struct {

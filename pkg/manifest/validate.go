@@ -265,6 +265,40 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 		if sc.Reversible && len(sc.Schemas) == 0 {
 			add("schema.reversible", "a reversible import needs schema.schemas: the schemas to dump before and restore on rollback")
 		}
+		switch sc.Mode {
+		case "", SchemaHistory:
+			for _, f := range []struct {
+				what string
+				set  bool
+			}{{"strict", sc.Strict}, {"renames", len(sc.Renames) > 0}, {"drops", len(sc.Drops) > 0}} {
+				if f.set {
+					add("schema."+f.what, "only with schema.mode: declarative")
+				}
+			}
+		case SchemaDeclarative:
+			if len(sc.Schemas) == 0 {
+				add("schema.schemas", "schema.mode declarative compares these database schemas with the files': name them (e.g. [app])")
+			}
+			if len(sc.Seed) > 0 {
+				add("schema.seed", "schema.mode declarative loads the files' rows on the first install into an empty database, and never again: list seed files in schema.files")
+			}
+			if sc.AllowDestructive {
+				add("schema.allowDestructive", "schema.mode declarative never runs the files on the live database: declare what may be dropped in schema.drops")
+			}
+			for from, to := range sc.Renames {
+				parts := strings.Split(from, ".")
+				if (len(parts) != 2 && len(parts) != 3) || !slices.Contains(sc.Schemas, parts[0]) || !schemaNameRE.MatchString(to) {
+					add("schema.renames", "expected schema.table: new_table or schema.table.column: new_column, the schema one of schema.schemas; found %q: %q", from, to)
+				}
+			}
+			for i, d := range sc.Drops {
+				if parts := strings.Split(d, "."); (len(parts) != 2 && len(parts) != 3) || !slices.Contains(sc.Schemas, parts[0]) {
+					add(fmt.Sprintf("schema.drops[%d]", i), "expected schema.table or schema.table.column, the schema one of schema.schemas; found %q", d)
+				}
+			}
+		default:
+			add("schema.mode", "expected history or declarative, found %q", sc.Mode)
+		}
 	}
 
 	if len(s.Processes) == 0 {

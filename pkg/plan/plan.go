@@ -641,6 +641,8 @@ func schema(add, skip adder, rel *manifest.Release, cur *state.Release, obs Obse
 			from = fmt.Sprintf("seq %d", cur.Seq)
 		}
 		skip(Schema, "", "schema files unchanged since %s: no database connection", from)
+	case len(obs.Schema.Changes) == 0 && len(obs.Schema.Seeds) == 0 && rel.Spec.Schema.Declarative():
+		skip(Schema, "", "the database already has these files' schema (declarative; their digest is recorded)")
 	case len(obs.Schema.Changes) == 0 && len(obs.Schema.Seeds) == 0:
 		skip(Schema, "", "the database's schema history already has every file")
 	default:

@@ -304,7 +304,7 @@ func (im *Importer) psqlScript(ctx context.Context, conn, sql string, stop bool)
 	_, err = proc.Run(ctx, proc.Cmd{Name: im.bin("psql"), Env: env, Stdin: strings.NewReader(sql), Output: &out,
 		Args: []string{"-X", "-q", "-b", "-o", os.DevNull, "-v", "ON_ERROR_STOP=" + onErr, "--dbname=" + dbname, "-f", "-"}})
 	ws := parsePsqlErrors(out.Bytes())
-	if err != nil && !(stop && len(ws) > 0) {
+	if err != nil && (!stop || len(ws) == 0) {
 		return ws, fmt.Errorf("psql: %w", err)
 	}
 	if err != nil {
@@ -432,4 +432,39 @@ func cliConnOf(conn string, base []string) (string, []string, error) {
 		env = append(env, "PGPASSWORD="+password)
 	}
 	return dbname, env, nil
+}
+
+// DeclarativeFile is the file name of the schema_history row that records
+// the digest of a declarative schema's files once the database has their
+// schema (the sha256 column holds the digest).
+const DeclarativeFile = "(declarative)"
+
+// Declared reports, with one query, whether the database was brought to
+// the schema of the files whose digest is digest (a declarative release
+// recorded it). No history table yet is false.
+func (im *Importer) Declared(ctx context.Context, digest string) (bool, error) {
+	conn, err := im.connect(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer closeConn(conn)
+	var ok bool
+	err = conn.QueryRow(ctx, `SELECT to_regclass('cohuron_agent.schema_history') IS NOT NULL`).Scan(&ok)
+	if err != nil || !ok {
+		return false, err
+	}
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cohuron_agent.schema_history WHERE file = $1 AND sha256 = $2)`, DeclarativeFile, digest).Scan(&ok)
+	return ok, err
+}
+
+// RecordDeclared are the statements that record, in the transaction that
+// applies a declarative change, that the database has the schema of the
+// files whose digest is digest.
+func RecordDeclared(digest string, seq uint64, host string, at time.Time) []string {
+	lit := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	return []string{
+		createHistory,
+		fmt.Sprintf("INSERT INTO cohuron_agent.schema_history (file, sha256, kind, seq, host, applied_at) VALUES (%s, %s, %s, %d, %s, %s::timestamptz)",
+			lit(DeclarativeFile), lit(digest), lit(KindSchema), seq, lit(host), lit(at.UTC().Format(time.RFC3339Nano))),
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", which Atlas inspects through
+
 	"github.com/cohuron/deploy/pkg/schema"
 )
 
@@ -27,7 +29,7 @@ func Apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 	if err != nil {
 		return fmt.Errorf("applying the schema change: %w", err)
 	}
-	defer tx.Rollback() // after Commit, a no-op
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
 	for _, q := range []string{
 		fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", schema.LockKey),
 		fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", lockTimeout.Milliseconds()),
@@ -45,4 +47,19 @@ func Apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 		return fmt.Errorf("applying the schema change: commit: %w", err)
 	}
 	return nil
+}
+
+// Empty reports whether the live database has no table in any of schemas
+// (a first install: the files are imported into it, rows and all).
+func Empty(ctx context.Context, live *sql.DB, schemas []string) (bool, error) {
+	for _, s := range schemas {
+		var n int
+		if err := live.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1`, s).Scan(&n); err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -10,7 +10,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/cohuron/deploy/internal/testenv"
-	"github.com/cohuron/deploy/pkg/declare"
+	"github.com/cohuron/deploy/pkg/schema/declare"
 )
 
 func openDB(t *testing.T, url string) *sql.DB {

@@ -488,7 +488,7 @@ func hazard(c schema.Change) string {
 // integer does; a longer varchar or varchar to text does not).
 func rewrites(from, to string) bool {
 	from, to = strings.ToLower(from), strings.ToLower(to)
-	return !(strings.HasPrefix(from, "character varying") && (to == "text" || strings.HasPrefix(to, "character varying")))
+	return !strings.HasPrefix(from, "character varying") || (to != "text" && !strings.HasPrefix(to, "character varying"))
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

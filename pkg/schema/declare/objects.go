@@ -81,7 +81,7 @@ func definitions(ctx context.Context, db *sql.DB, q, sch string) (map[string]str
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, nil, err

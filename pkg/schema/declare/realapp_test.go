@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/cohuron/deploy/internal/testenv"
-	"github.com/cohuron/deploy/pkg/declare"
 	"github.com/cohuron/deploy/pkg/schema"
+	"github.com/cohuron/deploy/pkg/schema/declare"
 )
 
 // replayCommits is how many of the last commits of the real app's main

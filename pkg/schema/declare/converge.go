@@ -1,0 +1,92 @@
+package declare
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/cohuron/deploy/pkg/schema"
+)
+
+// Request is a declarative release's schema step.
+type Request struct {
+	Importer *schema.Importer // the live database
+	Files    []schema.File    // in import order
+	Options                   // schemas and declarations
+	Strict   bool
+	Host     string // names this host's shadow databases; recorded
+	Digest   string // of the files, recorded once applied
+	Seq      uint64 // recorded
+	Now      time.Time
+}
+
+// Result is what Converge did.
+type Result struct {
+	// FirstInstall: the live database was empty and the files were
+	// imported into it, rows and all.
+	FirstInstall bool
+	Statements   []Statement      // applied to the live database
+	Warnings     []schema.Warning // statements the import skipped
+}
+
+// Converge brings the live database to the schema of r.Files. Into an
+// empty database (no table in r.Schemas) the files are imported as the
+// app's tooling does, loading their rows; otherwise they are imported
+// into a shadow database, compared with live, and what adds applied in
+// one transaction (Apply) that also records r.Digest. A change that
+// loses data without a declaration is a *RefusedError, nothing applied;
+// an import the files fail is a *schema.FileError.
+func Converge(ctx context.Context, r Request) (*Result, error) {
+	live, err := sql.Open("pgx", r.Importer.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = live.Close() }()
+	record := statements(schema.RecordDeclared(r.Digest, r.Seq, r.Host, r.Now))
+	empty, err := Empty(ctx, live, r.Schemas)
+	if err != nil {
+		return nil, fmt.Errorf("looking at the live database: %w", err)
+	}
+	opt := schema.ShadowOptions{Host: r.Host, Strict: r.Strict}
+	if empty {
+		res, err := r.Importer.Import(ctx, r.Files, opt)
+		if err != nil {
+			return nil, err
+		}
+		if err := Apply(ctx, live, &Plan{Statements: record}, r.Importer.LockTimeout); err != nil {
+			return nil, err
+		}
+		return &Result{FirstInstall: true, Warnings: res.Warnings}, nil
+	}
+	var p *Plan
+	res, err := r.Importer.Shadow(ctx, r.Files, opt, func(ctx context.Context, url string) error {
+		shadow, err := sql.Open("pgx", url)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = shadow.Close() }()
+		p, err = Diff(ctx, live, shadow, r.Options)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Err(); err != nil {
+		return &Result{Warnings: res.Warnings}, err
+	}
+	out := &Result{Statements: p.Statements, Warnings: res.Warnings}
+	p.Statements = append(p.Statements, record...)
+	if err := Apply(ctx, live, p, r.Importer.LockTimeout); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func statements(sqls []string) []Statement {
+	out := make([]Statement, len(sqls))
+	for i, q := range sqls {
+		out[i] = Statement{SQL: q, Comment: "record the schema files' digest"}
+	}
+	return out
+}
