@@ -50,6 +50,7 @@ var commands = []struct{ name, summary string }{
 	{"plan", "what `once` would do and why, changing nothing"},
 	{"status", "what is running and why it is not updating (--json)"},
 	{"rollback", "return to a previous release by hand (--to ID or SEQ; default the newest kept)"},
+	{"schema", "schema diff: the live database against the running release's declarative schema files (read-only: a shadow database)"},
 }
 
 func (c *CLI) usage() {
@@ -70,6 +71,13 @@ func (c *CLI) Run(args []string) int {
 		return fault.ExitOK
 	}
 	name := args[0]
+	if name == "schema" {
+		if len(args) < 2 || args[1] != "diff" {
+			fmt.Fprintf(c.err, "agent schema: expected `agent schema diff [flags]`\n")
+			return fault.ExitUsage
+		}
+		args = append([]string{"schema"}, args[2:]...)
+	}
 	known := false
 	for _, cmd := range commands {
 		known = known || cmd.name == name
@@ -127,11 +135,49 @@ func (c *CLI) Run(args []string) int {
 		err = c.rollback(ctx, a, *to)
 	case "run":
 		err = c.run(ctx, a, cfg, log)
+	case "schema":
+		err = c.schemaDiff(ctx, a, *asJSON)
 	}
 	if err != nil {
 		fmt.Fprintf(c.err, "agent %s: %s\n", name, fault.Scrub(err.Error()))
 	}
 	return fault.ExitCode(err)
+}
+
+// schemaDiff prints what the running release's declarative schema files
+// would change in the live database: each statement with its hazard, what
+// is refused and the declaration that allows it, the import's warnings.
+func (c *CLI) schemaDiff(ctx context.Context, a *agent.Agent, asJSON bool) error {
+	d, err := a.SchemaDiff(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return c.printJSON(d)
+	}
+	switch {
+	case d.FirstInstall:
+		fmt.Fprintf(c.out, "seq %d: the live database is empty; the next converge imports the files into it, rows and all\n", d.Seq)
+	case len(d.Statements) == 0 && len(d.Refused) == 0:
+		fmt.Fprintf(c.out, "seq %d: the live database has the files' schema\n", d.Seq)
+	default:
+		fmt.Fprintf(c.out, "seq %d: %d statement(s) would bring the live database to the files' schema\n", d.Seq, len(d.Statements))
+	}
+	for _, s := range d.Statements {
+		fmt.Fprintf(c.out, "  %s\n", strings.ReplaceAll(s.String(), "\n", "\n    "))
+	}
+	for _, r := range d.Refused {
+		fmt.Fprintf(c.out, "  refused %s\n", r)
+	}
+	for _, w := range d.Warnings {
+		fmt.Fprintf(c.out, "  warning %s\n", firstLine(w.String()))
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }
 
 func (c *CLI) logger(cfg Config) *slog.Logger {

@@ -89,6 +89,20 @@ func TestDeclarativeSchema(t *testing.T) {
 	if out, _ := f.once(); out.Result != agent.ResultUpToDate {
 		t.Fatalf("Once after converging = %+v, want up to date (the digest is recorded)", out)
 	}
+	// agent schema diff: nothing, then what a hand-made change undid.
+	if d, err := f.a.SchemaDiff(context.Background()); err != nil || len(d.Statements)+len(d.Refused) != 0 {
+		t.Fatalf("SchemaDiff after converging = %+v, %v; want nothing to do", d, err)
+	}
+	if _, err := db.Exec("ALTER TABLE app.task DROP COLUMN priority"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.a.SchemaDiff(context.Background())
+	if err != nil || len(d.Statements) != 1 || !strings.Contains(d.Statements[0].SQL, `ADD COLUMN "priority" text NULL DEFAULT 'normal'`) {
+		t.Fatalf("SchemaDiff after a column was dropped by hand = %+v, %v; want it added back", d, err)
+	}
+	if _, err := db.Exec("ALTER TABLE app.task ADD COLUMN priority text DEFAULT 'normal'"); err != nil {
+		t.Fatal(err)
+	}
 
 	// A table the files no longer create.
 	delete(ddl, "db/03_old.ddl")

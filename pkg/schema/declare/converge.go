@@ -59,8 +59,40 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 		}
 		return &Result{FirstInstall: true, Warnings: res.Warnings}, nil
 	}
+	p, warnings, err := preview(ctx, live, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Err(); err != nil {
+		return &Result{Warnings: warnings}, err
+	}
+	out := &Result{Statements: p.Statements, Warnings: warnings}
+	p.Statements = append(p.Statements, record...)
+	if err := Apply(ctx, live, p, r.Importer.LockTimeout); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Preview is what Converge would do, without doing it: the files imported
+// into a shadow database and compared with live; nothing is written to
+// live. An empty live database is a first install (a nil plan).
+func Preview(ctx context.Context, r Request) (p *Plan, warnings []schema.Warning, firstInstall bool, err error) {
+	live, err := sql.Open("pgx", r.Importer.URL)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer func() { _ = live.Close() }()
+	if empty, err := Empty(ctx, live, r.Schemas); err != nil || empty {
+		return nil, nil, empty, err
+	}
+	p, warnings, err = preview(ctx, live, r)
+	return p, warnings, false, err
+}
+
+func preview(ctx context.Context, live *sql.DB, r Request) (*Plan, []schema.Warning, error) {
 	var p *Plan
-	res, err := r.Importer.Shadow(ctx, r.Files, opt, func(ctx context.Context, url string) error {
+	res, err := r.Importer.Shadow(ctx, r.Files, schema.ShadowOptions{Host: r.Host, Strict: r.Strict}, func(ctx context.Context, url string) error {
 		shadow, err := sql.Open("pgx", url)
 		if err != nil {
 			return err
@@ -70,17 +102,9 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := p.Err(); err != nil {
-		return &Result{Warnings: res.Warnings}, err
-	}
-	out := &Result{Statements: p.Statements, Warnings: res.Warnings}
-	p.Statements = append(p.Statements, record...)
-	if err := Apply(ctx, live, p, r.Importer.LockTimeout); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return p, res.Warnings, nil
 }
 
 func statements(sqls []string) []Statement {

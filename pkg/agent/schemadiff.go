@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/schema"
+	"github.com/cohuron/deploy/pkg/schema/declare"
+)
+
+// SchemaDiff is the live database against the running release's schema
+// files (schema.mode declarative), as `agent schema diff` prints it.
+type SchemaDiff struct {
+	Seq          uint64              `json:"seq"`
+	FirstInstall bool                `json:"firstInstall,omitempty"` // the database is empty
+	Statements   []declare.Statement `json:"statements,omitempty"`
+	Refused      []declare.Refusal   `json:"refused,omitempty"`
+	Warnings     []schema.Warning    `json:"warnings,omitempty"`
+}
+
+// SchemaDiff imports the running release's schema files into a shadow
+// database and compares it with the live one. It writes nothing to the
+// live database, the state or the host.
+func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
+	st, err := a.states.Load()
+	if err != nil {
+		return nil, err
+	}
+	if st.Current == nil || st.Current.Spec == nil || st.Current.Spec.Schema == nil {
+		return nil, fault.Usage(errors.New("no running release with a schema section on this host"))
+	}
+	sc := st.Current.Spec.Schema
+	if !sc.Declarative() {
+		return nil, fault.Usage(fmt.Errorf("the running release (seq %d) has schema.mode %q: schema diff compares declarative schemas (schema.mode: declarative)", st.Current.Seq, sc.Mode))
+	}
+	rel := currentAsRelease(st.Current)
+	files, err := schema.Load(st.Current.Dir, sc.Files)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if want := rel.Inputs.Schema.Files[f.Name]; f.SHA256 != want {
+			return nil, fmt.Errorf("schema file %s in %s: sha256 %s, the running release signed %s", f.Name, st.Current.Dir, f.SHA256, want)
+		}
+	}
+	im, err := a.importer(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	p, warnings, first, err := declare.Preview(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
+		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops}, Host: a.Cfg.HostID})
+	if err != nil {
+		return nil, err
+	}
+	d := &SchemaDiff{Seq: st.Current.Seq, FirstInstall: first, Warnings: warnings}
+	if p != nil {
+		d.Statements, d.Refused = p.Statements, p.Refused
+	}
+	return d, nil
+}
