@@ -36,11 +36,12 @@ reliability: deps ## the proving-ground tests and a longer fuzz run, then docs/R
 	FUZZPARALLEL=1 ./scripts/fuzz.sh $(RELIABILITY_FUZZTIME)
 	$(GO) run ./internal/reliability/cmd/report -in $(COHURON_RELIABILITY_OUT) -out docs/RELIABILITY.md
 
-bench: deps ## bundle build vs git archive / tar -czf; agent vs a seed-style redeploy; the real app vs the Lambda deployer; as ratios
+bench: deps ## bundle build vs git archive / tar -czf; agent vs a seed-style redeploy; the real app vs the Lambda deployer; a declarative column add vs db-import.sh; as ratios
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./pkg/gitbundle/
 	$(GO) test -run '^$$' -bench BenchmarkAgent -benchtime 1x ./e2e/
 	$(GO) test -run '^$$' -bench BenchmarkConverge -benchtime 1x ./e2e/
 	$(GO) test -run '^$$' -bench BenchmarkRealApp -benchtime 1x -timeout 60m ./e2e/realapp/
+	$(GO) test -run '^$$' -bench BenchmarkColumnAdd -benchtime 3x -timeout 20m ./pkg/schema/declare/
 
 verify: ## gofmt, vet, go mod tidy, golangci-lint (depguard holds the layering)
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -13,7 +13,7 @@ import (
 	"github.com/cohuron/deploy/pkg/schema/declare"
 )
 
-func openDB(t *testing.T, url string) *sql.DB {
+func openDB(t testing.TB, url string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("pgx", url)
 	if err != nil {
@@ -23,7 +23,7 @@ func openDB(t *testing.T, url string) *sql.DB {
 	return db
 }
 
-func exec(t *testing.T, db *sql.DB, stmts string) {
+func execSQL(t *testing.T, db *sql.DB, stmts string) {
 	t.Helper()
 	if _, err := db.Exec(stmts); err != nil {
 		t.Fatalf("%v\n%s", err, stmts)
@@ -58,8 +58,8 @@ func TestDiffRefusesThenApplies(t *testing.T) {
 	ctx := context.Background()
 	live := openDB(t, pg.CreateDB(t, "live"))
 	desired := openDB(t, pg.CreateDB(t, "desired"))
-	exec(t, live, liveDDL)
-	exec(t, desired, desiredDDL)
+	execSQL(t, live, liveDDL)
+	execSQL(t, desired, desiredDDL)
 
 	opt := declare.Options{Schemas: []string{"app"}}
 	p, err := declare.Diff(ctx, live, desired, opt)
@@ -129,7 +129,7 @@ func TestDiffRefusesThenApplies(t *testing.T) {
 	if got := count(t, live, "SELECT count(*) FROM app.task WHERE name = 'a user''s task' AND priority = 'normal'"); got != 1 {
 		t.Errorf("app.task lost its row or the new column's default: %d", got)
 	}
-	exec(t, live, "UPDATE app.task SET name = 'x'")
+	execSQL(t, live, "UPDATE app.task SET name = 'x'")
 	if got := count(t, live, "SELECT count(*) FROM app.task WHERE updated_at IS NOT NULL"); got != 1 {
 		t.Errorf("the trigger does not run: %d", got)
 	}
@@ -144,7 +144,7 @@ func TestDiffRefusesThenApplies(t *testing.T) {
 	}
 }
 
-func count(t *testing.T, db *sql.DB, q string) int {
+func count(t testing.TB, db *sql.DB, q string) int {
 	t.Helper()
 	var n int
 	if err := db.QueryRow(q).Scan(&n); err != nil {

@@ -164,7 +164,7 @@ var executeSQL = regexp.MustCompile(`execute_sql "\$DB_PATH/([^"]+)"`)
 // importOrder is the order the commit's own tools/db-import.sh imports
 // in (its execute_sql lines), as the manifest of that release would list
 // it; without one, orderFor with main's list.
-func importOrder(t *testing.T, root string, mainOrder []string) []string {
+func importOrder(t testing.TB, root string, mainOrder []string) []string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, "tools/db-import.sh"))
 	var names []string
@@ -184,7 +184,7 @@ func importOrder(t *testing.T, root string, mainOrder []string) []string {
 
 // orderFor is the import order at root: the listed files it has, then
 // the other .ddl and .sql files under db/ in path order.
-func orderFor(t *testing.T, root string, listed []string) []string {
+func orderFor(t testing.TB, root string, listed []string) []string {
 	t.Helper()
 	var out []string
 	seen := map[string]bool{}
@@ -209,7 +209,7 @@ func orderFor(t *testing.T, root string, listed []string) []string {
 	return append(out, rest...)
 }
 
-func readOrder(t *testing.T, path string) []string {
+func readOrder(t testing.TB, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
