@@ -50,7 +50,7 @@ func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
 		return nil, err
 	}
 	p, warnings, first, err := declare.Preview(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
-		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops}, Host: a.Cfg.HostID})
+		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData}, Host: a.Cfg.HostID})
 	if err != nil {
 		return nil, err
 	}

@@ -540,7 +540,7 @@ func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifes
 func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *manifest.Release, files []schema.File) ([]string, error) {
 	sc := rel.Spec.Schema
 	res, err := declare.Converge(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
-		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops},
+		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData},
 		Host:    a.Cfg.HostID, Digest: rel.Inputs.Schema.Digest, Seq: rel.Seq, Now: a.Now()})
 	if res != nil {
 		a.logWarnings(res.Warnings)

@@ -151,6 +151,11 @@ type Schema struct {
 	// (schema.table.column) that may be dropped, or changed to a type
 	// without a safe cast, losing their data (after the dump).
 	Drops []string `yaml:"drops,omitempty" json:"drops,omitempty"`
+	// ReferenceData (declarative): the tables (schema.table) the app reads
+	// as data (entity types, labels, permissions) that receive the files'
+	// rows live lacks, by primary key. No other table ever gets a row from
+	// a deploy after the first install.
+	ReferenceData []string `yaml:"referenceData,omitempty" json:"referenceData,omitempty"`
 }
 
 // Schema modes (Schema.Mode).

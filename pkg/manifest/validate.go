@@ -270,7 +270,7 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 			for _, f := range []struct {
 				what string
 				set  bool
-			}{{"strict", sc.Strict}, {"renames", len(sc.Renames) > 0}, {"drops", len(sc.Drops) > 0}} {
+			}{{"strict", sc.Strict}, {"renames", len(sc.Renames) > 0}, {"drops", len(sc.Drops) > 0}, {"referenceData", len(sc.ReferenceData) > 0}} {
 				if f.set {
 					add("schema."+f.what, "only with schema.mode: declarative")
 				}
@@ -289,6 +289,11 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 				parts := strings.Split(from, ".")
 				if (len(parts) != 2 && len(parts) != 3) || !slices.Contains(sc.Schemas, parts[0]) || !schemaNameRE.MatchString(to) {
 					add("schema.renames", "expected schema.table: new_table or schema.table.column: new_column, the schema one of schema.schemas; found %q: %q", from, to)
+				}
+			}
+			for i, r := range sc.ReferenceData {
+				if parts := strings.Split(r, "."); len(parts) != 2 || !slices.Contains(sc.Schemas, parts[0]) {
+					add(fmt.Sprintf("schema.referenceData[%d]", i), "expected schema.table, the schema one of schema.schemas; found %q", r)
 				}
 			}
 			for i, d := range sc.Drops {

@@ -152,3 +152,53 @@ func count(t testing.TB, db *sql.DB, q string) int {
 	}
 	return n
 }
+
+// Reference tables get the files' rows live lacks, by primary key; other
+// tables never get a row from a deploy.
+func TestReferenceData(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	live := openDB(t, pg.CreateDB(t, "live"))
+	desired := openDB(t, pg.CreateDB(t, "desired"))
+	execSQL(t, live, `CREATE SCHEMA app;
+CREATE TABLE app.label (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text, upper_name text GENERATED ALWAYS AS (upper(name)) STORED);
+INSERT INTO app.label (name) VALUES ('one'), ('two');
+INSERT INTO app.label (id, name) OVERRIDING SYSTEM VALUE VALUES (10, 'a user''s label');
+DELETE FROM app.label WHERE id = 2;
+CREATE TABLE app.task (id int PRIMARY KEY, name text);
+INSERT INTO app.task VALUES (1, 'seeded');
+DELETE FROM app.task WHERE id = 1;`)
+	execSQL(t, desired, `CREATE SCHEMA app;
+CREATE TABLE app.label (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text, upper_name text GENERATED ALWAYS AS (upper(name)) STORED);
+INSERT INTO app.label (name) VALUES ('one'), ('two'), ('it''s three');
+CREATE TABLE app.task (id int PRIMARY KEY, name text);
+INSERT INTO app.task VALUES (1, 'seeded'), (2, 'seeded too');`)
+	opt := declare.Options{Schemas: []string{"app"}, ReferenceData: []string{"app.label"}}
+	p, err := declare.Diff(ctx, live, desired, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Statements) != 1 || !strings.Contains(p.Statements[0].Comment, "2 row(s) of app.label") {
+		t.Fatalf("plan %+v, want one insert of labels 2 and 3", p.Statements)
+	}
+	if err := declare.Apply(ctx, live, p, 0); err != nil {
+		t.Fatal(err)
+	}
+	var labels string
+	if err := live.QueryRow(`SELECT string_agg(id || ':' || name || ':' || upper_name, ',' ORDER BY id) FROM app.label`).Scan(&labels); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1:one:ONE,2:two:TWO,3:it's three:IT'S THREE,10:a user's label:A USER'S LABEL"; labels != want {
+		t.Errorf("labels %q, want %q", labels, want)
+	}
+	if n := count(t, live, "SELECT count(*) FROM app.task"); n != 0 {
+		t.Errorf("app.task, not reference data, got %d rows from the deploy", n)
+	}
+	if p, err := declare.Diff(ctx, live, desired, opt); err != nil || !p.Empty() {
+		t.Fatalf("after applying: %+v, %v; want nothing to do", p, err)
+	}
+	opt.ReferenceData = []string{"app.nosuch"}
+	if _, err := declare.Diff(ctx, live, desired, opt); err == nil || !strings.Contains(err.Error(), "create no table app.nosuch") {
+		t.Fatalf("an unknown reference table: %v", err)
+	}
+}

@@ -27,6 +27,9 @@ type Options struct {
 	// ("schema.table.column") that may be dropped, or converted without
 	// a safe cast, losing their data.
 	Drops []string
+	// ReferenceData are the tables ("schema.table") that receive the rows
+	// the files have and live lacks, by primary key.
+	ReferenceData []string
 }
 
 // Hazards of a statement.
@@ -149,6 +152,13 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 	}
 	for _, name := range opt.Schemas {
 		st, err := objects(ctx, live, desired, name)
+		if err != nil {
+			return nil, err
+		}
+		p.Statements = append(p.Statements, st...)
+	}
+	if len(opt.ReferenceData) > 0 {
+		st, err := referenceRows(ctx, live, desired, opt.ReferenceData)
 		if err != nil {
 			return nil, err
 		}
