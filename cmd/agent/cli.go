@@ -155,6 +155,11 @@ func (c *CLI) schemaDiff(ctx context.Context, a *agent.Agent, asJSON bool) error
 	if asJSON {
 		return c.printJSON(d)
 	}
+	c.printSchemaDiff(d)
+	return nil
+}
+
+func (c *CLI) printSchemaDiff(d *agent.SchemaDiff) {
 	switch {
 	case d.FirstInstall:
 		fmt.Fprintf(c.out, "seq %d: the live database is empty; the next converge imports the files into it, rows and all\n", d.Seq)
@@ -172,7 +177,6 @@ func (c *CLI) schemaDiff(ctx context.Context, a *agent.Agent, asJSON bool) error
 	for _, w := range d.Warnings {
 		fmt.Fprintf(c.out, "  warning %s\n", firstLine(w.String()))
 	}
-	return nil
 }
 
 func firstLine(s string) string {
@@ -306,6 +310,10 @@ func (c *CLI) plan(ctx context.Context, a *agent.Agent, asJSON bool) error {
 	default:
 		fmt.Fprintf(c.out, "seq %d -> %d: %d step(s)\n", out.Plan.FromSeq, out.Seq, len(out.Plan.Steps))
 		c.printSteps(out.Plan)
+		if out.Schema != nil {
+			fmt.Fprintf(c.out, "schema, declarative:\n")
+			c.printSchemaDiff(out.Schema)
+		}
 	}
 	return err
 }

@@ -82,6 +82,9 @@ func TestDeclarativeSchema(t *testing.T) {
 	if s := p.Plan.Steps; !strings.Contains(planText(p), "schema") || len(s) == 0 {
 		t.Fatalf("plan has no schema step:\n%s", planText(p))
 	}
+	if p.Schema == nil || len(p.Schema.Statements) != 1 || !strings.Contains(p.Schema.Statements[0].SQL, `ADD COLUMN "priority"`) {
+		t.Fatalf("plan's schema statements = %+v (unobserved %v); want the column added", p.Schema, p.Plan.Unobserved)
+	}
 	f.mustConverge(2)
 	if got := query("SELECT string_agg(name || ':' || priority, ',' ORDER BY id) FROM app.task"); got != "seeded 2:normal,a user's task:normal" {
 		t.Fatalf("after the column was added, app.task holds %q", got)

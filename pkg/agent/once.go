@@ -38,6 +38,8 @@ type Outcome struct {
 	Blocked string    `json:"blocked,omitempty"`
 	// Preflight lists what this host lacks to run the release (agent plan).
 	Preflight []string `json:"preflight,omitempty"`
+	// Schema is what a declarative schema step would run (agent plan).
+	Schema *SchemaDiff `json:"schema,omitempty"`
 }
 
 // Results of a reconcile.
@@ -127,6 +129,13 @@ func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
 		res = ResultUpToDate
 	}
 	out = &Outcome{Result: res, Seq: d.v.Release.Seq, Plan: p}
+	if sc := d.v.Release.Spec.Schema; sc.Declarative() && p.Has(plan.Schema, "") && d.obs.Schema != nil && d.obs.Schema.Deferred == "" {
+		// What the declarative step would run, statement by statement.
+		if out.Schema, err = a.planSchema(ctx, d.v.Release); err != nil {
+			out.Plan.Unobserved = append(out.Plan.Unobserved, "schema statements: "+firstLine(fault.Scrub(err.Error())))
+			out.Schema = nil
+		}
+	}
 	return out, a.planPreflight(out, &d.v.Release.Spec)
 }
 

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cohuron/deploy/pkg/bundle"
+	"github.com/cohuron/deploy/pkg/manifest"
 
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/schema"
@@ -36,13 +41,20 @@ func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
 		return nil, fault.Usage(fmt.Errorf("the running release (seq %d) has schema.mode %q: schema diff compares declarative schemas (schema.mode: declarative)", st.Current.Seq, sc.Mode))
 	}
 	rel := currentAsRelease(st.Current)
-	files, err := schema.Load(st.Current.Dir, sc.Files)
+	return a.diffSchema(ctx, rel, st.Current.Dir)
+}
+
+// diffSchema compares the live database with the schema files of rel,
+// found under dir (checked against rel's digests).
+func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir string) (*SchemaDiff, error) {
+	sc := rel.Spec.Schema
+	files, err := schema.Load(dir, sc.Files)
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range files {
 		if want := rel.Inputs.Schema.Files[f.Name]; f.SHA256 != want {
-			return nil, fmt.Errorf("schema file %s in %s: sha256 %s, the running release signed %s", f.Name, st.Current.Dir, f.SHA256, want)
+			return nil, fmt.Errorf("schema file %s in %s: sha256 %s, the release signed %s", f.Name, dir, f.SHA256, want)
 		}
 	}
 	im, err := a.importer(ctx, sc)
@@ -54,9 +66,43 @@ func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &SchemaDiff{Seq: st.Current.Seq, FirstInstall: first, Warnings: warnings}
+	d := &SchemaDiff{Seq: rel.Seq, FirstInstall: first, Warnings: warnings}
 	if p != nil {
 		d.Statements, d.Refused = p.Statements, p.Refused
 	}
 	return d, nil
+}
+
+// planSchema is diffSchema for a release not staged yet (agent plan): its
+// schema files are read from its verified bundle into a temporary
+// directory.
+func (a *Agent) planSchema(ctx context.Context, rel *manifest.Release) (*SchemaDiff, error) {
+	path, err := a.bundleFile(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := bundle.ReadFiles(f, rel.Spec.Schema.Files, 64<<20)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "agent-plan-schema-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	for name, b := range data {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return a.diffSchema(ctx, rel, dir)
 }

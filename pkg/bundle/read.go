@@ -126,3 +126,44 @@ func FileReader(path string, max int64) func(name string) ([]byte, error) {
 		return ReadFile(f, name, max)
 	}
 }
+
+// ReadFiles reads the named files of the bundle read from r in one pass,
+// each at most max bytes (0: no cap). A name the bundle does not hold as
+// a regular file is an error that matches fs.ErrNotExist.
+func ReadFiles(r io.Reader, names []string, max int64) (map[string][]byte, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading bundle: not gzip data: %w", err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	out := map[string][]byte{}
+	for len(out) < len(want) {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading bundle: %w", err)
+		}
+		if !want[hdr.Name] || hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		if max > 0 && hdr.Size > max {
+			return nil, fmt.Errorf("%s: %d bytes, over the limit of %d bytes", hdr.Name, hdr.Size, max)
+		}
+		if out[hdr.Name], err = io.ReadAll(tr); err != nil {
+			return nil, fmt.Errorf("reading bundle: %s: %w", hdr.Name, err)
+		}
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("%s: no such regular file in the bundle: %w", n, fs.ErrNotExist)
+		}
+	}
+	return out, nil
+}
