@@ -108,8 +108,18 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 			order = append(order, step{f, sum})
 		}
 	}
-	// The order of schema files matters, so the digest covers the list.
+	// The order of schema files matters, so the digest covers the list;
+	// in declarative mode the declarations too (a rename or a reference
+	// table declared later must reach the database).
 	in.Schema = manifest.Input{Digest: manifest.Digest(order), Files: schema}
+	if sc := spec.Schema; sc.Declarative() {
+		in.Schema.Digest = manifest.Digest(struct {
+			Files                any
+			Strict               bool
+			Renames              map[string]string
+			Drops, ReferenceData []string
+		}{order, sc.Strict, sc.Renames, sc.Drops, sc.ReferenceData})
+	}
 
 	envs := map[string]string{}
 	for _, f := range spec.EnvFiles {
