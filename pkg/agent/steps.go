@@ -541,7 +541,7 @@ func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *man
 	sc := rel.Spec.Schema
 	res, err := declare.Converge(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
 		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData},
-		Host:    a.Cfg.HostID, Digest: rel.Inputs.Schema.Digest, Seq: rel.Seq, Now: a.Now()})
+		Host:    a.Cfg.HostID, Digest: rel.Inputs.Schema.Digest, Seq: rel.Seq, Now: a.Now(), Crash: a.crashPoint})
 	if res != nil {
 		a.logWarnings(res.Warnings)
 	}

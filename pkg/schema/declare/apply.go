@@ -16,6 +16,11 @@ import (
 // (0: schema.DefaultLockTimeout). A plan that refuses anything is not
 // applied; a failing statement rolls everything back and is named.
 func Apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration) error {
+	return apply(ctx, live, p, lockTimeout, nil)
+}
+
+// apply is Apply, calling beforeCommit (when set) once every statement ran.
+func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration, beforeCommit func()) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -42,6 +47,9 @@ func Apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 		if _, err := tx.ExecContext(ctx, s.SQL); err != nil {
 			return fmt.Errorf("applying the schema change, statement %d of %d (%s), nothing was applied: %w\n%s", i+1, len(p.Statements), s.Comment, err, s.SQL)
 		}
+	}
+	if beforeCommit != nil {
+		beforeCommit()
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("applying the schema change: commit: %w", err)

@@ -19,6 +19,20 @@ type Request struct {
 	Digest   string // of the files, recorded once applied
 	Seq      uint64 // recorded
 	Now      time.Time
+	// Crash, when set, is called at each point a kill -9 is tested at
+	// (CrashPoints); the agent's crash injection.
+	Crash func(point string)
+}
+
+// CrashPoints are where Converge calls Request.Crash: the shadow imported
+// (before the diff), the diff made (before anything is applied), and
+// every statement run in the transaction (before its commit).
+var CrashPoints = []string{"schema-shadow-imported", "schema-diffed", "schema-applying"}
+
+func (r Request) crash(point string) {
+	if r.Crash != nil {
+		r.Crash(point)
+	}
 }
 
 // Result is what Converge did.
@@ -54,7 +68,7 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := Apply(ctx, live, &Plan{Statements: record}, r.Importer.LockTimeout); err != nil {
+		if err := apply(ctx, live, &Plan{Statements: record}, r.Importer.LockTimeout, nil); err != nil {
 			return nil, err
 		}
 		return &Result{FirstInstall: true, Warnings: res.Warnings}, nil
@@ -63,12 +77,13 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.crash("schema-diffed")
 	if err := p.Err(); err != nil {
 		return &Result{Warnings: warnings}, err
 	}
 	out := &Result{Statements: p.Statements, Warnings: warnings}
 	p.Statements = append(p.Statements, record...)
-	if err := Apply(ctx, live, p, r.Importer.LockTimeout); err != nil {
+	if err := apply(ctx, live, p, r.Importer.LockTimeout, func() { r.crash("schema-applying") }); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -98,6 +113,7 @@ func preview(ctx context.Context, live *sql.DB, r Request) (*Plan, []schema.Warn
 			return err
 		}
 		defer func() { _ = shadow.Close() }()
+		r.crash("schema-shadow-imported")
 		p, err = Diff(ctx, live, shadow, r.Options)
 		return err
 	})
