@@ -313,3 +313,22 @@ func AppFile(t testing.TB, rev, name string) []byte {
 	}
 	return out
 }
+
+// AppSchemaOrder is the real app's schema import order as
+// ../shared/cohuron-schema-order.txt (next to the bundle) lists it, one
+// file a line, # comments skipped; missing, t is skipped (fails under CI).
+func AppSchemaOrder(t testing.TB) []string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(AppBundle(t)), "cohuron-schema-order.txt")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		Missing(t, "the real app's schema order ("+p+")", err.Error())
+	}
+	var names []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			names = append(names, l)
+		}
+	}
+	return names
+}

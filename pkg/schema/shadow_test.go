@@ -1,7 +1,6 @@
 package schema_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -220,15 +219,14 @@ func mustURL(t *testing.T, s string) *url.URL {
 // out, with the statements its importer ignores as warnings.
 func TestShadowRealApp(t *testing.T) {
 	bundle := testenv.AppBundle(t)
-	orderFile := filepath.Join(filepath.Dir(bundle), "cohuron-schema-order.txt")
-	order := readOrder(t, orderFile)
+	order := testenv.AppSchemaOrder(t)
 	root := t.TempDir()
 	clone := filepath.Join(t.TempDir(), "pmo")
 	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", bundle, clone)
 	testenv.Run(t, clone, testenv.GitEnv(""), "sh", "-c", "git archive main db | tar -x -C "+root)
 	files, err := schema.Load(root, order)
 	if err != nil {
-		t.Fatalf("the order of %s against main: %v", orderFile, err)
+		t.Fatalf("the app's schema order against main: %v", err)
 	}
 	pg := testenv.StartPostgres(t)
 	imp := &schema.Importer{URL: pg.CreateAppDB(t), Env: []string{"PATH=/usr/bin:/bin"}, Bin: pg.Bin}
@@ -276,21 +274,4 @@ func TestShadowRealApp(t *testing.T) {
 	if s := shadows(t, pg.URL); len(s) != 0 {
 		t.Errorf("shadow databases left: %v", s)
 	}
-}
-
-func readOrder(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		testenv.Missing(t, "the real app's schema order ("+path+")", err.Error())
-	}
-	defer f.Close()
-	var names []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
-			names = append(names, l)
-		}
-	}
-	return names
 }

@@ -1,7 +1,6 @@
 package declare_test
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
@@ -35,7 +34,7 @@ var userTables = []string{"project", "task", "person"}
 // deleted.
 func TestRealAppHistory(t *testing.T) {
 	bundle := testenv.AppBundle(t)
-	order := readOrder(t, filepath.Join(filepath.Dir(bundle), "cohuron-schema-order.txt"))
+	order := testenv.AppSchemaOrder(t)
 	clone := filepath.Join(t.TempDir(), "pmo")
 	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", bundle, clone)
 	log := strings.Fields(testenv.Run(t, clone, testenv.GitEnv(""), "git", "log", "--format=%h", fmt.Sprintf("-%d", replayCommits), "main", "--", "db/"))
@@ -207,21 +206,4 @@ func orderFor(t testing.TB, root string, listed []string) []string {
 	})
 	slices.Sort(rest)
 	return append(out, rest...)
-}
-
-func readOrder(t testing.TB, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		testenv.Missing(t, "the real app's schema order ("+path+")", err.Error())
-	}
-	defer f.Close()
-	var names []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
-			names = append(names, l)
-		}
-	}
-	return names
 }
