@@ -546,8 +546,9 @@ func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *man
 		a.logWarnings(res.Warnings)
 	}
 	var re *declare.RefusedError
+	var se *declare.StatementError
 	switch {
-	case errors.As(err, &re):
+	case errors.As(err, &re), errors.As(err, &se) && !se.Transient():
 		return nil, releaseFault(fmt.Errorf("schema (nothing applied; the database is as before): %w", err))
 	case err != nil:
 		return nil, schemaFault(err)

@@ -3,9 +3,11 @@ package declare
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", which Atlas inspects through
 
 	"github.com/cohuron/deploy/pkg/schema"
@@ -45,7 +47,7 @@ func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 	}
 	for i, s := range p.Statements {
 		if _, err := tx.ExecContext(ctx, s.SQL); err != nil {
-			return fmt.Errorf("applying the schema change, statement %d of %d (%s), nothing was applied: %w\n%s", i+1, len(p.Statements), s.Comment, err, s.SQL)
+			return &StatementError{N: i + 1, Of: len(p.Statements), Statement: s, Err: err}
 		}
 	}
 	if beforeCommit != nil {
@@ -55,6 +57,37 @@ func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 		return fmt.Errorf("applying the schema change: commit: %w", err)
 	}
 	return nil
+}
+
+// StatementError is a statement of a plan the live database refused;
+// nothing of the plan was applied.
+type StatementError struct {
+	N, Of     int
+	Statement Statement
+	Err       error
+}
+
+func (e *StatementError) Error() string {
+	return fmt.Sprintf("applying the schema change, statement %d of %d (%s), nothing was applied: %v\n%s", e.N, e.Of, e.Statement.Comment, e.Err, e.Statement.SQL)
+}
+
+func (e *StatementError) Unwrap() error { return e.Err }
+
+// Transient reports whether the statement failed for a reason of the
+// moment (a lock timeout, a deadlock, a lost connection, a server short
+// of resources) rather than because of the live data or the files (a
+// unique index over duplicates, a foreign key rows break): only then is
+// trying again on the next poll of any use.
+func (e *StatementError) Transient() bool {
+	var pe *pgconn.PgError
+	if !errors.As(e.Err, &pe) {
+		return true
+	}
+	switch pe.Code[:2] {
+	case "08", "40", "53", "55", "57", "58":
+		return true
+	}
+	return false
 }
 
 // Empty reports whether the live database has no table in any of schemas

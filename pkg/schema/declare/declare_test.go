@@ -202,3 +202,23 @@ INSERT INTO app.task VALUES (1, 'seeded'), (2, 'seeded too');`)
 		t.Fatalf("an unknown reference table: %v", err)
 	}
 }
+
+// A statement the live data refuses (a unique index over duplicates) is
+// not a failure of the moment: retrying it at every poll changes nothing.
+func TestApplyRefusedByData(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	live := openDB(t, pg.CreateDB(t, "live"))
+	desired := openDB(t, pg.CreateDB(t, "desired"))
+	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.person (id int PRIMARY KEY, email text); INSERT INTO app.person VALUES (1, 'a@x'), (2, 'a@x')")
+	execSQL(t, desired, "CREATE SCHEMA app; CREATE TABLE app.person (id int PRIMARY KEY, email text); CREATE UNIQUE INDEX person_email ON app.person (email)")
+	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = declare.Apply(ctx, live, p, 0)
+	var se *declare.StatementError
+	if !errors.As(err, &se) || se.Transient() || !strings.Contains(err.Error(), "person_email") {
+		t.Fatalf("Apply over duplicates: %v; want a StatementError, not transient, naming the index", err)
+	}
+}
