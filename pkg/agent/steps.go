@@ -547,8 +547,9 @@ func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *man
 	}
 	var re *declare.RefusedError
 	var se *declare.StatementError
+	var fe *declare.FilesError
 	switch {
-	case errors.As(err, &re), errors.As(err, &se) && !se.Transient():
+	case errors.As(err, &re), errors.As(err, &fe), errors.As(err, &se) && !se.Transient():
 		return nil, releaseFault(fmt.Errorf("schema (nothing applied; the database is as before): %w", err))
 	case err != nil:
 		return nil, schemaFault(err)

@@ -114,11 +114,11 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 	in.Schema = manifest.Input{Digest: manifest.Digest(order), Files: schema}
 	if sc := spec.Schema; sc.Declarative() {
 		in.Schema.Digest = manifest.Digest(struct {
-			Files                any
-			Strict               bool
-			Renames              map[string]string
-			Drops, ReferenceData []string
-		}{order, sc.Strict, sc.Renames, sc.Drops, sc.ReferenceData})
+			Files                         any
+			Strict                        bool
+			Renames                       map[string]string
+			Schemas, Drops, ReferenceData []string
+		}{order, sc.Strict, sc.Renames, sc.Schemas, sc.Drops, sc.ReferenceData})
 	}
 
 	envs := map[string]string{}

@@ -40,6 +40,8 @@ func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 	for _, q := range []string{
 		fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", schema.LockKey),
 		fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", lockTimeout.Milliseconds()),
+		// Functions are created before the tables they may name.
+		"SET LOCAL check_function_bodies = off",
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("applying the schema change: %s: %w", q, err)

@@ -222,3 +222,35 @@ func TestApplyRefusedByData(t *testing.T) {
 		t.Fatalf("Apply over duplicates: %v; want a StatementError, not transient, naming the index", err)
 	}
 }
+
+// Precision, scale and length count: narrowing any is refused, widening
+// a varchar is not (and rewrites nothing).
+func TestTypeChanges(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	live := openDB(t, pg.CreateDB(t, "live"))
+	desired := openDB(t, pg.CreateDB(t, "desired"))
+	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, amount numeric(10,2), code varchar(100), name varchar(50), at timestamp(6)); INSERT INTO app.t VALUES (1, 12.34, 'abc', 'n', now())")
+	execSQL(t, desired, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, amount numeric(10,0), code varchar(10), name varchar(100), at timestamp(0))")
+	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]bool{}
+	for _, r := range p.Refused {
+		refused[r.Object] = true
+	}
+	for _, obj := range []string{"app.t.amount", "app.t.code", "app.t.at"} {
+		if !refused[obj] {
+			t.Errorf("narrowing %s was not refused: %v", obj, p.Refused)
+		}
+	}
+	if refused["app.t.name"] {
+		t.Errorf("widening app.t.name was refused")
+	}
+	for _, s := range p.Statements {
+		if strings.Contains(s.SQL, `"name" TYPE`) && s.Hazard != "" {
+			t.Errorf("widening a varchar has hazard %q, want none", s.Hazard)
+		}
+	}
+}

@@ -89,6 +89,17 @@ func (e *RefusedError) Error() string {
 	return b.String()
 }
 
+// FilesError is a problem with the schema files or the declarations, not
+// with the database of the moment: the same release fails the same way.
+type FilesError struct{ Err error }
+
+func (e *FilesError) Error() string { return e.Err.Error() }
+func (e *FilesError) Unwrap() error { return e.Err }
+
+func filesErr(format string, args ...any) error {
+	return &FilesError{Err: fmt.Errorf(format, args...)}
+}
+
 // Err is a *RefusedError when p refuses anything.
 func (p *Plan) Err() error {
 	if len(p.Refused) == 0 {
@@ -110,7 +121,12 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 	if len(opt.Schemas) == 0 {
 		return nil, errNoSchema
 	}
+	// In order: new schemas and declared renames, functions (the table
+	// changes' defaults, checks, generated columns and indexes may call
+	// them; Apply turns check_function_bodies off), the table changes,
+	// then views and triggers, then reference rows.
 	p := &Plan{}
+	var pre, fns, tables, after []Statement
 	for _, name := range opt.Schemas {
 		from, err := inspect(ctx, ld, name)
 		if err != nil {
@@ -121,13 +137,13 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 			return nil, fmt.Errorf("inspecting schema %s of the shadow database: %w", name, err)
 		}
 		if to == nil {
-			return nil, fmt.Errorf("the schema files create no schema %s", name)
+			return nil, filesErr("schema.schemas names %s, which the schema files do not create", name)
 		}
 		if from == nil {
 			from = schema.New(name)
-			p.Statements = append(p.Statements, Statement{SQL: "CREATE SCHEMA " + quote(name), Comment: "add schema " + name})
+			pre = append(pre, Statement{SQL: "CREATE SCHEMA " + quote(name), Comment: "add schema " + name})
 		}
-		p.Statements = append(p.Statements, renames(from, to, opt.Renames)...)
+		pre = append(pre, renames(from, to, opt.Renames)...)
 		changes, err := ld.SchemaDiff(from, to)
 		if err != nil {
 			return nil, fmt.Errorf("comparing schema %s: %w", name, err)
@@ -136,27 +152,25 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 		if err != nil {
 			return nil, err
 		}
-		if len(allowed) == 0 {
-			continue
+		if len(allowed) > 0 {
+			mp, err := ld.PlanChanges(ctx, "declare", allowed, func(o *migrate.PlanOptions) {
+				o.SchemaQualifier = new(string)
+				*o.SchemaQualifier = name
+			})
+			if err != nil {
+				return nil, &FilesError{Err: fmt.Errorf("planning the changes of schema %s (a change this agent cannot make; make it by hand, or in steps): %w", name, err)}
+			}
+			for _, c := range mp.Changes {
+				tables = append(tables, Statement{SQL: c.Cmd, Comment: c.Comment, Hazard: statementHazard(c)})
+			}
 		}
-		mp, err := ld.PlanChanges(ctx, "declare", allowed, func(o *migrate.PlanOptions) {
-			o.SchemaQualifier = new(string)
-			*o.SchemaQualifier = name
-		})
-		if err != nil {
-			return nil, fmt.Errorf("planning the changes of schema %s: %w", name, err)
-		}
-		for _, c := range mp.Changes {
-			p.Statements = append(p.Statements, Statement{SQL: c.Cmd, Comment: c.Comment, Hazard: statementHazard(c)})
-		}
-	}
-	for _, name := range opt.Schemas {
-		st, err := objects(ctx, live, desired, name)
+		f, rest, err := objects(ctx, live, desired, name)
 		if err != nil {
 			return nil, err
 		}
-		p.Statements = append(p.Statements, st...)
+		fns, after = append(fns, f...), append(after, rest...)
 	}
+	p.Statements = append(append(append(append(pre, fns...), tables...), after...), p.Statements...)
 	if len(opt.ReferenceData) > 0 {
 		st, err := referenceRows(ctx, live, desired, opt.ReferenceData)
 		if err != nil {
@@ -255,7 +269,7 @@ func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Ch
 				if !ok {
 					continue
 				}
-				if mc, isMod := tc.(*schema.ModifyColumn); isMod && mc.Change.Is(schema.ChangeType) && !safeCast(mc.From.Type.Raw, mc.To.Type.Raw) {
+				if mc, isMod := tc.(*schema.ModifyColumn); isMod && mc.Change.Is(schema.ChangeType) && !safeCast(typeOf(mc.From), typeOf(mc.To)) {
 					// Declared in drops: the column is dropped and added
 					// again with its new type, its values lost as declared
 					// (a cast could fail halfway through the rows).
@@ -307,8 +321,8 @@ func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table,
 		return false, nil
 	case *schema.ModifyColumn:
 		obj := table + "." + c.To.Name
-		if c.Change.Is(schema.ChangeType) && !safeCast(c.From.Type.Raw, c.To.Type.Raw) && !declared(obj) {
-			p.Refused = append(p.Refused, Refusal{Object: obj, What: fmt.Sprintf("type %s -> %s has no cast that keeps every value", c.From.Type.Raw, c.To.Type.Raw),
+		if c.Change.Is(schema.ChangeType) && !safeCast(typeOf(c.From), typeOf(c.To)) && !declared(obj) {
+			p.Refused = append(p.Refused, Refusal{Object: obj, What: fmt.Sprintf("type %s -> %s has no cast that keeps every value", typeOf(c.From), typeOf(c.To)),
 				Allow: "declare schema.drops: [" + obj + "] to drop it and add it again with the new type, its values lost (after the dump)"})
 			return false, nil
 		}
@@ -366,7 +380,7 @@ func renamedColumn(from *schema.Column, siblings []schema.Change) string {
 	found := ""
 	for _, c := range siblings {
 		add, ok := c.(*schema.AddColumn)
-		if !ok || !strings.EqualFold(add.C.Type.Raw, from.Type.Raw) || !alike(from.Name, add.C.Name) {
+		if !ok || !strings.EqualFold(typeOf(add.C), typeOf(from)) || !alike(from.Name, add.C.Name) {
 			continue
 		}
 		if found != "" {
@@ -397,6 +411,15 @@ func exists(ctx context.Context, db *sql.DB, q string) (bool, error) {
 		return false, fmt.Errorf("%s: %w", q, err)
 	}
 	return b, nil
+}
+
+// typeOf is a column's full type (precision, scale, length included):
+// Atlas's Raw is information_schema's data_type, without them.
+func typeOf(c *schema.Column) string {
+	if t, err := postgres.FormatType(c.Type.Type); err == nil && t != "" {
+		return t
+	}
+	return c.Type.Raw
 }
 
 var sized = regexp.MustCompile(`^(character varying|varchar|character|char|numeric|decimal)\((\d+)(?:,\s*(\d+))?\)$`)
@@ -482,7 +505,7 @@ func hazard(c schema.Change) string {
 		return HazardLock + ": every row is checked"
 	case *schema.ModifyColumn:
 		if c.Change.Is(schema.ChangeType) {
-			if safeCast(c.From.Type.Raw, c.To.Type.Raw) && !rewrites(c.From.Type.Raw, c.To.Type.Raw) {
+			if safeCast(typeOf(c.From), typeOf(c.To)) && !rewrites(typeOf(c.From), typeOf(c.To)) {
 				return ""
 			}
 			return HazardRewrite + ": the table is rewritten, writes wait"

@@ -27,8 +27,7 @@ WHERE n.nspname = $1 AND NOT t.tgisinternal`
 // desired database has and live lacks or defines otherwise: created or
 // replaced with the desired definition (they hold no rows). Objects only
 // live has are left as they are.
-func objects(ctx context.Context, live, desired *sql.DB, sch string) ([]Statement, error) {
-	var out []Statement
+func objects(ctx context.Context, live, desired *sql.DB, sch string) (functions, rest []Statement, err error) {
 	for _, k := range []struct {
 		what, query string
 		stmt        func(name, def string, extra []string, inLive bool) []string
@@ -37,20 +36,19 @@ func objects(ctx context.Context, live, desired *sql.DB, sch string) ([]Statemen
 		{"view", viewsQuery, func(name, def string, _ []string, _ bool) []string {
 			return []string{fmt.Sprintf("CREATE OR REPLACE VIEW %s.%s AS %s", quote(sch), quote(name), def)}
 		}},
-		{"trigger", triggersQuery, func(_, def string, extra []string, inLive bool) []string {
-			if !inLive {
-				return []string{def}
-			}
-			return []string{fmt.Sprintf("DROP TRIGGER %s ON %s.%s", quote(extra[1]), quote(sch), quote(extra[0])), def}
+		{"trigger", triggersQuery, func(_, def string, extra []string, _ bool) []string {
+			// IF EXISTS: a trigger of a table renamed by a declaration is
+			// live's under the old table name, and moved with it.
+			return []string{fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s.%s", quote(extra[1]), quote(sch), quote(extra[0])), def}
 		}},
 	} {
 		have, _, err := definitions(ctx, live, k.query, sch)
 		if err != nil {
-			return nil, fmt.Errorf("reading the %ss of schema %s of the live database: %w", k.what, sch, err)
+			return nil, nil, fmt.Errorf("reading the %ss of schema %s of the live database: %w", k.what, sch, err)
 		}
 		want, extra, err := definitions(ctx, desired, k.query, sch)
 		if err != nil {
-			return nil, fmt.Errorf("reading the %ss of schema %s of the shadow database: %w", k.what, sch, err)
+			return nil, nil, fmt.Errorf("reading the %ss of schema %s of the shadow database: %w", k.what, sch, err)
 		}
 		names := make([]string, 0, len(want))
 		for n := range want {
@@ -67,11 +65,16 @@ func objects(ctx context.Context, live, desired *sql.DB, sch string) ([]Statemen
 				verb = "replace"
 			}
 			for _, sql := range k.stmt(n, want[n], extra[n], inLive) {
-				out = append(out, Statement{SQL: sql, Comment: verb + " " + k.what + " " + sch + "." + n})
+				st := Statement{SQL: sql, Comment: verb + " " + k.what + " " + sch + "." + n}
+				if k.what == "function" {
+					functions = append(functions, st)
+				} else {
+					rest = append(rest, st)
+				}
 			}
 		}
 	}
-	return out, nil
+	return functions, rest, nil
 }
 
 // definitions runs q for schema sch: name -> definition, and any further

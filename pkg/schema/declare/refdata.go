@@ -18,7 +18,7 @@ func referenceRows(ctx context.Context, live, desired *sql.DB, tables []string) 
 	for _, name := range tables {
 		sch, table, ok := strings.Cut(name, ".")
 		if !ok {
-			return nil, fmt.Errorf("schema.referenceData: expected schema.table, found %q", name)
+			return nil, filesErr("schema.referenceData: expected schema.table, found %q", name)
 		}
 		rel := quote(sch) + "." + quote(table)
 		var exists bool
@@ -26,7 +26,7 @@ func referenceRows(ctx context.Context, live, desired *sql.DB, tables []string) 
 			return nil, err
 		}
 		if !exists {
-			return nil, fmt.Errorf("schema.referenceData: the schema files create no table %s", name)
+			return nil, filesErr("schema.referenceData: the schema files create no table %s", name)
 		}
 		pk, err := column(ctx, desired, `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`, rel)
@@ -34,7 +34,7 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.ind
 			return nil, err
 		}
 		if len(pk) == 0 {
-			return nil, fmt.Errorf("schema.referenceData: %s has no primary key in the schema files: its rows cannot be matched with live's", name)
+			return nil, filesErr("schema.referenceData: %s has no primary key in the schema files: its rows cannot be matched with live's", name)
 		}
 		cols, err := column(ctx, desired, `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, rel)
 		if err != nil {
