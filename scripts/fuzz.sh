@@ -68,7 +68,7 @@ coordinator_race() {
   [[ $before == "$after" ]] || return 1
   grep -A1 -E "^--- FAIL: ${target} \(" "$log" | sed -n 2p | grep -qxF '    context deadline exceeded' || return 1
   [[ $(grep -cE '^--- FAIL: ' "$log") -eq 1 ]] || return 1
-  ! grep -qE '^    [^ ]+\.go:[0-9]+: |failing input written|fuzzing process hung' "$log"
+  ! grep -qiE '^[[:space:]]+[^ ]+\.go:[0-9]+: |failing input written|fuzzing process hung' "$log"
 }
 
 for pkg in $(go list ./...); do

@@ -880,8 +880,13 @@ func (a *Agent) bundleFile(ctx context.Context, rel *manifest.Release) (string, 
 		}
 		os.Remove(path) // damaged cache: fetch again
 	}
-	tmp := path + ".part"
-	os.Remove(tmp)
+	// A name of its own: agent plan may fetch while a converge does.
+	tf, err := os.CreateTemp(a.cacheDir(), rel.Bundle.SHA256+".part-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := tf.Name()
+	tf.Close()
 	if err := a.Fetch(ctx, rel, tmp); err != nil {
 		os.Remove(tmp) // never a partial download left to apply
 		if fault.KindOf(err) == fault.KindRejected {

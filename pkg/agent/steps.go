@@ -553,6 +553,8 @@ func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *man
 		return nil, releaseFault(fmt.Errorf("schema (nothing applied; the database is as before): %w", err))
 	case err != nil:
 		return nil, schemaFault(err)
+	case res.AlreadyDone:
+		return []string{"another host sharing the database applied these files first"}, nil
 	case res.FirstInstall:
 		return []string{fmt.Sprintf("first install: %d files imported into the empty database (%d statements skipped, as psql skips them)", len(files), len(res.Warnings))}, nil
 	}

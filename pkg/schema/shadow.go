@@ -339,7 +339,7 @@ func parsePsqlErrors(out []byte) []Warning {
 		}
 		n, _ := strconv.Atoi(m[1])
 		switch m[2] {
-		case "ERROR", "FATAL":
+		case "ERROR": // FATAL (the connection lost) ends psql with exit 2: an error of the moment
 			ws = append(ws, Warning{Line: n, Message: m[2] + ": " + m[3]})
 			cur, inStatement = &ws[len(ws)-1], false
 		case "STATEMENT":

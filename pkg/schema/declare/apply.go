@@ -18,11 +18,16 @@ import (
 // (0: schema.DefaultLockTimeout). A plan that refuses anything is not
 // applied; a failing statement rolls everything back and is named.
 func Apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration) error {
-	return apply(ctx, live, p, lockTimeout, nil)
+	return apply(ctx, live, p, lockTimeout, nil, "")
 }
 
-// apply is Apply, calling beforeCommit (when set) once every statement ran.
-func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration, beforeCommit func()) error {
+// errAlreadyDone: the database had the files' schema once the lock was held.
+var errAlreadyDone = errors.New("another host applied these schema files first")
+
+// apply is Apply, calling beforeCommit (when set) once every statement
+// ran; with a digest, it first checks under the lock that no host
+// recorded that digest meanwhile (errAlreadyDone, nothing run).
+func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration, beforeCommit func(), digest string) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -45,6 +50,20 @@ func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("applying the schema change: %s: %w", q, err)
+		}
+	}
+	if digest != "" {
+		var done bool
+		err := tx.QueryRowContext(ctx, `SELECT to_regclass('cohuron_agent.schema_history') IS NOT NULL`).Scan(&done)
+		if err == nil && done {
+			err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM cohuron_agent.schema_history WHERE file = $1 AND sha256 = $2)`,
+				schema.DeclarativeFile, digest).Scan(&done)
+		}
+		if err != nil {
+			return fmt.Errorf("applying the schema change: reading the schema history: %w", err)
+		}
+		if done {
+			return errAlreadyDone
 		}
 	}
 	for i, s := range p.Statements {
@@ -92,17 +111,14 @@ func (e *StatementError) Transient() bool {
 	return false
 }
 
-// Empty reports whether the live database has no table in any of schemas
-// (a first install: the files are imported into it, rows and all).
-func Empty(ctx context.Context, live *sql.DB, schemas []string) (bool, error) {
-	for _, s := range schemas {
-		var n int
-		if err := live.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1`, s).Scan(&n); err != nil {
-			return false, err
-		}
-		if n > 0 {
-			return false, nil
-		}
-	}
-	return true, nil
+// Empty reports whether the live database has no table at all outside
+// the system's and the agent's own schemas (a first install: the files
+// are imported into it, rows and all). Any table anywhere, readable by
+// this role or not, and the files go through a shadow instead: a wrong
+// schema.schemas never lets them run on data.
+func Empty(ctx context.Context, live *sql.DB, _ []string) (bool, error) {
+	var n int
+	err := live.QueryRowContext(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NOT LIKE 'pg_toast%'`, schema.HistorySchema).Scan(&n)
+	return n == 0, err
 }

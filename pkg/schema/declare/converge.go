@@ -3,6 +3,7 @@ package declare
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,6 +43,9 @@ type Result struct {
 	FirstInstall bool
 	Statements   []Statement      // applied to the live database
 	Warnings     []schema.Warning // statements the import skipped
+	// AlreadyDone: once the lock was held, the database had these files'
+	// schema (another host sharing it applied them): nothing was run.
+	AlreadyDone bool
 }
 
 // Converge brings the live database to the schema of r.Files. Into an
@@ -62,16 +66,12 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("looking at the live database: %w", err)
 	}
-	opt := schema.ShadowOptions{Host: r.Host, Strict: r.Strict}
 	if empty {
-		res, err := r.Importer.Import(ctx, r.Files, opt)
-		if err != nil {
-			return nil, err
+		res, err := firstInstall(ctx, live, r, record)
+		if err != nil || res != nil {
+			return res, err
 		}
-		if err := apply(ctx, live, &Plan{Statements: record}, r.Importer.LockTimeout, nil); err != nil {
-			return nil, err
-		}
-		return &Result{FirstInstall: true, Warnings: res.Warnings}, nil
+		// Another host sharing the database installed it meanwhile.
 	}
 	p, warnings, err := preview(ctx, live, r)
 	if err != nil {
@@ -83,10 +83,47 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 	}
 	out := &Result{Statements: p.Statements, Warnings: warnings}
 	p.Statements = append(p.Statements, record...)
-	if err := apply(ctx, live, p, r.Importer.LockTimeout, func() { r.crash("schema-applying") }); err != nil {
+	err = apply(ctx, live, p, r.Importer.LockTimeout, func() { r.crash("schema-applying") }, r.Digest)
+	if errors.Is(err, errAlreadyDone) {
+		// Another host sharing the database applied these files first.
+		return &Result{Warnings: warnings, AlreadyDone: true}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// firstInstall imports r.Files into the empty live database (rows and
+// all) under the schema lock, held by a session for the whole import
+// (psql's imports are not one transaction), and records the digest. It
+// returns nil, nil when the database had tables once the lock was held:
+// another host sharing it installed first.
+func firstInstall(ctx context.Context, live *sql.DB, r Request, record []Statement) (*Result, error) {
+	conn, err := live.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SELECT pg_advisory_lock(%d)", schema.LockKey)); err != nil {
+		return nil, fmt.Errorf("taking the schema lock: %w", err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("SELECT pg_advisory_unlock(%d)", schema.LockKey))
+	}()
+	if empty, err := Empty(ctx, live, r.Schemas); err != nil || !empty {
+		return nil, err
+	}
+	res, err := r.Importer.Import(ctx, r.Files, schema.ShadowOptions{Host: r.Host, Strict: r.Strict})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range record { // on the locked session: the lock is ours
+		if _, err := conn.ExecContext(ctx, s.SQL); err != nil {
+			return nil, fmt.Errorf("recording the schema files' digest: %w", err)
+		}
+	}
+	return &Result{FirstInstall: true, Warnings: res.Warnings}, nil
 }
 
 // Preview is what Converge would do, without doing it: the files imported
@@ -101,6 +138,9 @@ func Preview(ctx context.Context, r Request) (p *Plan, warnings []schema.Warning
 	if empty, err := Empty(ctx, live, r.Schemas); err != nil || empty {
 		return nil, nil, empty, err
 	}
+	// Shadows of their own: a preview (agent plan, schema diff) must not
+	// drop the one a converge on this host is comparing.
+	r.Host += "-preview"
 	p, warnings, err = preview(ctx, live, r)
 	return p, warnings, false, err
 }

@@ -99,3 +99,20 @@ func TestKill9(t *testing.T) {
 		})
 	}
 }
+
+// Hosts sharing a database: the second to get the lock finds the digest
+// recorded and runs nothing.
+func TestAlreadyDoneByAnotherHost(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.CreateDB(t, "shared")
+	dir := t.TempDir()
+	testenv.WriteFiles(t, dir, map[string]string{"db/01.ddl": "CREATE SCHEMA IF NOT EXISTS app;\n", "db/02.ddl": "CREATE TABLE app.task (id int PRIMARY KEY, name text, priority text);\n"})
+	live := openDB(t, url)
+	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.task (id int PRIMARY KEY, name text)")
+	if res := converge(t, url, dir, pg.Bin, nil); res.AlreadyDone || len(res.Statements) != 1 {
+		t.Fatalf("first host: %+v, want the column added", res)
+	}
+	if res := converge(t, url, dir, pg.Bin, nil); !res.AlreadyDone || len(res.Statements) != 0 {
+		t.Fatalf("second host: %+v, want already done", res)
+	}
+}

@@ -178,8 +178,8 @@ INSERT INTO app.task VALUES (1, 'seeded'), (2, 'seeded too');`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Statements) != 1 || !strings.Contains(p.Statements[0].Comment, "2 row(s) of app.label") {
-		t.Fatalf("plan %+v, want one insert of labels 2 and 3", p.Statements)
+	if len(p.Statements) != 2 || !strings.Contains(p.Statements[0].Comment, "2 row(s) of app.label") || !strings.Contains(p.Statements[1].SQL, "setval") {
+		t.Fatalf("plan %+v, want one insert of labels 2 and 3 and the sequence moved past them", p.Statements)
 	}
 	if err := declare.Apply(ctx, live, p, 0); err != nil {
 		t.Fatal(err)
@@ -191,6 +191,8 @@ INSERT INTO app.task VALUES (1, 'seeded'), (2, 'seeded too');`)
 	if want := "1:one:ONE,2:two:TWO,3:it's three:IT'S THREE,10:a user's label:A USER'S LABEL"; labels != want {
 		t.Errorf("labels %q, want %q", labels, want)
 	}
+	// A user's next label gets a key of its own.
+	execSQL(t, live, "INSERT INTO app.label (name) VALUES ('next')")
 	if n := count(t, live, "SELECT count(*) FROM app.task"); n != 0 {
 		t.Errorf("app.task, not reference data, got %d rows from the deploy", n)
 	}

@@ -79,10 +79,27 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.ind
 		list := quoteAll(cols)
 		data := "[" + strings.Join(missing, ",") + "]"
 		out = append(out, Statement{
-			SQL: fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, '%s'::jsonb)",
-				rel, list, list, rel, strings.ReplaceAll(data, "'", "''")),
+			// ON CONFLICT: a row a user added with the same key between
+			// the diff and the apply stays theirs.
+			SQL: fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, '%s'::jsonb) ON CONFLICT (%s) DO NOTHING",
+				rel, list, list, rel, strings.ReplaceAll(data, "'", "''"), quoteAll(pk)),
 			Comment: fmt.Sprintf("reference data: %d row(s) of %s the files have and live lacks (by primary key)", len(missing), name),
 		})
+		// Keys given explicitly do not advance a serial or identity
+		// column's sequence: move it past them, or the next insert
+		// collides.
+		seqCols, err := column(ctx, desired, `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND pg_get_serial_sequence($2, attname::text) IS NOT NULL ORDER BY attnum`, rel, rel)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range seqCols {
+			lit := "'" + strings.ReplaceAll(rel, "'", "''") + "'"
+			out = append(out, Statement{
+				SQL: fmt.Sprintf("SELECT setval(pg_get_serial_sequence(%s, %s), greatest((SELECT max(%s) FROM %s), 1))",
+					lit, "'"+strings.ReplaceAll(c, "'", "''")+"'", quote(c), rel),
+				Comment: fmt.Sprintf("reference data: the sequence of %s.%s past the rows' keys", name, c),
+			})
+		}
 	}
 	return out, nil
 }
