@@ -256,3 +256,26 @@ func TestTypeChanges(t *testing.T) {
 		}
 	}
 }
+
+// A declared rename with other changes of the same table: the checks that
+// read live rows look under live's (old) names.
+func TestRenameWithRowChecks(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	live := openDB(t, pg.CreateDB(t, "live"))
+	desired := openDB(t, pg.CreateDB(t, "desired"))
+	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.cust (id int PRIMARY KEY, cust_name text); INSERT INTO app.cust VALUES (1, NULL)")
+	execSQL(t, desired, "CREATE SCHEMA app; CREATE TABLE app.customer (id int PRIMARY KEY, name text NOT NULL, code text NOT NULL)")
+	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"},
+		Renames: map[string]string{"app.cust": "customer", "app.cust.cust_name": "name"}})
+	if err != nil {
+		t.Fatalf("Diff with renames and row checks: %v", err)
+	}
+	got := map[string]string{}
+	for _, r := range p.Refused {
+		got[r.Object] = r.What
+	}
+	if !strings.Contains(got["app.customer.name"], "NOT NULL on a column that holds NULLs") || !strings.Contains(got["app.customer.code"], "NOT NULL column without a default, on a table with rows") {
+		t.Fatalf("refused %v, want name (NULLs) and code (no default, rows)", p.Refused)
+	}
+}

@@ -143,12 +143,13 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 			from = schema.New(name)
 			pre = append(pre, Statement{SQL: "CREATE SCHEMA " + quote(name), Comment: "add schema " + name})
 		}
-		pre = append(pre, renames(from, to, opt.Renames)...)
+		rs, live0 := renames(from, to, opt.Renames)
+		pre = append(pre, rs...)
 		changes, err := ld.SchemaDiff(from, to)
 		if err != nil {
 			return nil, fmt.Errorf("comparing schema %s: %w", name, err)
 		}
-		allowed, err := classify(ctx, live, name, changes, opt, p)
+		allowed, err := classify(ctx, live, live0, name, changes, opt, p)
 		if err != nil {
 			return nil, err
 		}
@@ -194,8 +195,9 @@ func inspect(ctx context.Context, drv migrate.Driver, name string) (*schema.Sche
 // renames applies the declared renames to from (in memory) and returns
 // their statements; a rename already done, or whose source is gone, is
 // nothing to do.
-func renames(from, to *schema.Schema, decl map[string]string) []Statement {
+func renames(from, to *schema.Schema, decl map[string]string) ([]Statement, liveNames) {
 	var out []Statement
+	names := liveNames{tables: map[string]string{}, columns: map[string]string{}}
 	keys := make([]string, 0, len(decl))
 	for k := range decl {
 		keys = append(keys, k)
@@ -220,6 +222,7 @@ func renames(from, to *schema.Schema, decl map[string]string) []Statement {
 				continue
 			}
 			t.Name = newName
+			names.tables[newName] = parts[1]
 			out = append(out, Statement{SQL: fmt.Sprintf("ALTER TABLE %s.%s RENAME TO %s", quote(from.Name), quote(parts[1]), quote(newName)), Comment: "rename table " + k + " to " + newName + " (declared)"})
 		case 3:
 			t, ok := from.Table(parts[1])
@@ -233,15 +236,37 @@ func renames(from, to *schema.Schema, decl map[string]string) []Statement {
 				continue
 			}
 			c.Name = newName
+			names.columns[t.Name+"."+newName] = parts[2]
 			out = append(out, Statement{SQL: fmt.Sprintf("ALTER TABLE %s.%s RENAME COLUMN %s TO %s", quote(from.Name), quote(t.Name), quote(parts[2]), quote(newName)), Comment: "rename column " + k + " to " + newName + " (declared)"})
 		}
 	}
-	return out
+	return out, names
+}
+
+// liveNames are live's names of what declared renames renamed in memory
+// (new -> old), for the checks that read live rows before the renames run.
+type liveNames struct {
+	tables  map[string]string // new table -> old
+	columns map[string]string // new table.new column -> old column
+}
+
+func (n liveNames) table(t string) string {
+	if old, ok := n.tables[t]; ok {
+		return old
+	}
+	return t
+}
+
+func (n liveNames) column(t, c string) string {
+	if old, ok := n.columns[t+"."+c]; ok {
+		return old
+	}
+	return c
 }
 
 // classify keeps the changes that lose no data (or whose loss is
 // declared) and adds a Refusal to p for each other one.
-func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Change, opt Options, p *Plan) ([]schema.Change, error) {
+func classify(ctx context.Context, live *sql.DB, names liveNames, sch string, changes []schema.Change, opt Options, p *Plan) ([]schema.Change, error) {
 	declared := func(obj string) bool { return slices.Contains(opt.Drops, obj) }
 	var out []schema.Change
 	for _, c := range changes {
@@ -262,7 +287,7 @@ func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Ch
 		case *schema.ModifyTable:
 			var keep []schema.Change
 			for _, tc := range c.Changes {
-				ok, err := tableChange(ctx, live, sch, c.T, tc, c.Changes, declared, p)
+				ok, err := tableChange(ctx, live, names, sch, c.T, tc, c.Changes, declared, p)
 				if err != nil {
 					return nil, err
 				}
@@ -291,7 +316,7 @@ func classify(ctx context.Context, live *sql.DB, sch string, changes []schema.Ch
 	return out, nil
 }
 
-func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table, tc schema.Change, siblings []schema.Change, declared func(string) bool, p *Plan) (bool, error) {
+func tableChange(ctx context.Context, live *sql.DB, names liveNames, sch string, t *schema.Table, tc schema.Change, siblings []schema.Change, declared func(string) bool, p *Plan) (bool, error) {
 	table := sch + "." + t.Name
 	switch c := tc.(type) {
 	case *schema.DropColumn:
@@ -311,7 +336,7 @@ func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table,
 		if c.C.Type.Null || c.C.Default != nil {
 			return true, nil
 		}
-		rows, err := exists(ctx, live, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s.%s)", quote(sch), quote(t.Name)))
+		rows, err := exists(ctx, live, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s.%s)", quote(sch), quote(names.table(t.Name))))
 		if err != nil || !rows {
 			return err == nil, err
 		}
@@ -327,7 +352,7 @@ func tableChange(ctx context.Context, live *sql.DB, sch string, t *schema.Table,
 			return false, nil
 		}
 		if c.Change.Is(schema.ChangeNull) && !c.To.Type.Null {
-			nulls, err := exists(ctx, live, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s.%s WHERE %s IS NULL)", quote(sch), quote(t.Name), quote(c.From.Name)))
+			nulls, err := exists(ctx, live, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s.%s WHERE %s IS NULL)", quote(sch), quote(names.table(t.Name)), quote(names.column(t.Name, c.From.Name))))
 			if err != nil {
 				return false, err
 			}
