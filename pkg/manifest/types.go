@@ -149,7 +149,9 @@ type Schema struct {
 	Renames map[string]string `yaml:"renames,omitempty" json:"renames,omitempty"`
 	// Drops (declarative): the tables (schema.table) and columns
 	// (schema.table.column) that may be dropped, or changed to a type
-	// without a safe cast, losing their data (after the dump).
+	// without a safe cast, losing their data (after the dump), and the
+	// unique indexes, foreign keys, checks and primary keys
+	// (schema.table.name) that may be dropped.
 	Drops []string `yaml:"drops,omitempty" json:"drops,omitempty"`
 	// ReferenceData (declarative): the tables (schema.table) the app reads
 	// as data (entity types, labels, permissions) that receive the files'

@@ -298,7 +298,7 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 			}
 			for i, d := range sc.Drops {
 				if parts := strings.Split(d, "."); (len(parts) != 2 && len(parts) != 3) || !slices.Contains(sc.Schemas, parts[0]) {
-					add(fmt.Sprintf("schema.drops[%d]", i), "expected schema.table or schema.table.column, the schema one of schema.schemas; found %q", d)
+					add(fmt.Sprintf("schema.drops[%d]", i), "expected schema.table, schema.table.column or schema.table.constraint, the schema one of schema.schemas; found %q", d)
 				}
 			}
 		default:

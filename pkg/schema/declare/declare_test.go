@@ -279,3 +279,28 @@ func TestRenameWithRowChecks(t *testing.T) {
 		t.Fatalf("refused %v, want name (NULLs) and code (no default, rows)", p.Refused)
 	}
 }
+
+// A new column whose default calls a new function, and a new function
+// returning a new table's rows: each created in an order that works.
+func TestFunctionOrder(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	live := openDB(t, pg.CreateDB(t, "live"))
+	desired := openDB(t, pg.CreateDB(t, "desired"))
+	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.task (id int PRIMARY KEY); INSERT INTO app.task VALUES (1)")
+	execSQL(t, desired, `CREATE SCHEMA app;
+CREATE FUNCTION app.next_code() RETURNS text LANGUAGE sql AS $$ SELECT 'T-' || floor(random() * 1000)::int $$;
+CREATE TABLE app.task (id int PRIMARY KEY, code text DEFAULT app.next_code());
+CREATE TABLE app.checkpoint (id int PRIMARY KEY, at timestamptz);
+CREATE FUNCTION app.last_checkpoint() RETURNS app.checkpoint LANGUAGE sql AS $$ SELECT * FROM app.checkpoint ORDER BY at DESC LIMIT 1 $$;`)
+	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := declare.Apply(ctx, live, p, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, live, "SELECT count(*) FROM app.task WHERE code LIKE 'T-%'"); n != 1 {
+		t.Errorf("the existing row got no default from the new function (%d)", n)
+	}
+}

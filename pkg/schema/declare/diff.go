@@ -363,9 +363,33 @@ func tableChange(ctx context.Context, live *sql.DB, names liveNames, sch string,
 			}
 		}
 		return true, nil
+	case *schema.DropIndex:
+		if !c.I.Unique {
+			return true, nil // an index holds no rule about the rows
+		}
+		return declaredOr(table+"."+c.I.Name, "a unique index", declared, p), nil
+	case *schema.DropForeignKey:
+		return declaredOr(table+"."+c.F.Symbol, "a foreign key", declared, p), nil
+	case *schema.DropCheck:
+		return declaredOr(table+"."+c.C.Name, "a check constraint", declared, p), nil
+	case *schema.DropPrimaryKey:
+		return declaredOr(table+"."+c.P.Name, "the primary key", declared, p), nil
 	default:
 		return true, nil
 	}
+}
+
+// declaredOr allows dropping a rule the rows follow (a unique index, a
+// foreign key, a check, the primary key) only when schema.drops names it:
+// it loses no row, but a statement that failed in the shadow import (an
+// order problem the retry did not solve) would otherwise drop it from live.
+func declaredOr(obj, what string, declared func(string) bool, p *Plan) bool {
+	if declared(obj) {
+		return true
+	}
+	p.Refused = append(p.Refused, Refusal{Object: obj, What: "the schema files no longer make " + what + " live has (it may have failed in their import: see the warnings)",
+		Allow: "declare schema.drops: [" + obj + "] to drop it, or fix the schema file that should make it"})
+	return false
 }
 
 // renamedTable is the table the changes add whose columns are most like

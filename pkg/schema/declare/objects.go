@@ -4,13 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
+	"unicode"
 )
 
 // catalog queries: name -> definition of each object of a schema, those
 // of extensions left out (the extension makes them).
 const (
-	functionsQuery = `SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+	functionsQuery = `SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid),
+  pg_get_function_result(p.oid) || ' ' || pg_get_function_identity_arguments(p.oid)
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = $1 AND p.prokind IN ('f', 'p')
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`
@@ -28,6 +32,10 @@ WHERE n.nspname = $1 AND NOT t.tgisinternal`
 // replaced with the desired definition (they hold no rows). Objects only
 // live has are left as they are.
 func objects(ctx context.Context, live, desired *sql.DB, sch string) (functions, rest []Statement, err error) {
+	tables, err := column(ctx, desired, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'c')`, sch)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, k := range []struct {
 		what, query string
 		stmt        func(name, def string, extra []string, inLive bool) []string
@@ -66,10 +74,10 @@ func objects(ctx context.Context, live, desired *sql.DB, sch string) (functions,
 			}
 			for _, sql := range k.stmt(n, want[n], extra[n], inLive) {
 				st := Statement{SQL: sql, Comment: verb + " " + k.what + " " + sch + "." + n}
-				if k.what == "function" {
+				if k.what == "function" && !namesTable(extra[n], tables) {
 					functions = append(functions, st)
 				} else {
-					rest = append(rest, st)
+					rest = append(rest, st) // its signature names a table's row type: after the tables
 				}
 			}
 		}
@@ -103,4 +111,31 @@ func definitions(ctx context.Context, db *sql.DB, q, sch string) (map[string]str
 		extra[vals[0]] = vals[2:]
 	}
 	return defs, extra, rows.Err()
+}
+
+// namesTable reports whether a function's signature (result and
+// arguments, in extra[0]) names one of tables as a type (a row type):
+// the function then comes after the table changes; others come before,
+// as defaults, checks and indexes of those changes may call them.
+func namesTable(extra []string, tables []string) bool {
+	if len(extra) == 0 {
+		return false
+	}
+	words := strings.FieldsFunc(extra[0], func(r rune) bool {
+		return !(r == '_' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r))
+	})
+	for _, w := range words {
+		_, w = cutSchema(w)
+		if slices.Contains(tables, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func cutSchema(w string) (string, string) {
+	if i := strings.LastIndexByte(w, '.'); i >= 0 {
+		return w[:i], w[i+1:]
+	}
+	return "", w
 }
