@@ -122,7 +122,7 @@ func namesTable(extra []string, tables []string) bool {
 		return false
 	}
 	words := strings.FieldsFunc(extra[0], func(r rune) bool {
-		return !(r == '_' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r))
+		return r != '_' && r != '.' && !unicode.IsLetter(r) && !unicode.IsDigit(r)
 	})
 	for _, w := range words {
 		_, w = cutSchema(w)
