@@ -301,3 +301,24 @@ func TestRestartNotHeldUpByPreflight(t *testing.T) {
 		t.Fatal("the API was not restarted")
 	}
 }
+
+// While a new release waits for the host (its preflight fails), a crashed
+// process of the running release is still brought back.
+func TestRunningReleaseRepairedWhileNewOneWaitsForHost(t *testing.T) {
+	f := newFixture(t, 0)
+	f.publish("hello", "ok")
+	f.mustConverge(1)
+	env := f.env("hello", "ok")
+	env.Spec.User = "cohuron-nosuchuser"
+	f.publishEnv(env)
+	f.procs.Stop(context.Background(), []string{apiName})
+	if _, err := f.once(); err == nil || !strings.Contains(err.Error(), "cohuron-nosuchuser") {
+		t.Fatalf("Once = %v, want the new release's preflight refusal", err)
+	}
+	if f.procs.env(apiName) == nil {
+		t.Fatal("the running release's API was not restarted while the new release waits")
+	}
+	if st := f.state(); st.Current == nil || st.Current.Seq != 1 {
+		t.Fatalf("running release %+v, want seq 1", st.Current)
+	}
+}

@@ -493,7 +493,16 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 			// The host, not the release, lacks something: nothing is
 			// touched (not even an adoption), and the next poll looks again.
 			attempt.Blocked = "host preflight: fix the host (see the error)"
-			return a.fail(ctx, st, attempt, out, err)
+			out, err = a.fail(ctx, st, attempt, out, err)
+			if !sameRelease {
+				// Meanwhile the running release is still kept running.
+				if d2, derr := a.keepRunning(ctx, st, false); derr == nil && d2 != nil {
+					if _, rerr := a.converge(ctx, st, d2); rerr != nil {
+						a.Log.Error("repairing the running release while the new one waits for the host", "err", rerr)
+					}
+				}
+			}
+			return out, err
 		}
 	}
 	if d.obs.RootIsPlainDir && st.Current == nil {
