@@ -293,13 +293,30 @@ func AppBundle(t testing.TB) string {
 	return p
 }
 
+// AppClone is a bare clone of AppBundle in a temp dir.
+func AppClone(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pmo.git")
+	Run(t, "", GitEnv(""), "git", "clone", "-q", "--bare", AppBundle(t), dir)
+	return dir
+}
+
+// AppTree writes paths (e.g. db tools) of the app at rev, from clone
+// (AppClone), into a new temp dir, and returns that dir.
+func AppTree(t testing.TB, clone, rev string, paths ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := append([]string{"-c", `git archive -o "$DEST/.app.tar" "$0" "$@" && tar -x -C "$DEST" -f "$DEST/.app.tar" && rm "$DEST/.app.tar"`, rev}, paths...)
+	Run(t, clone, append(GitEnv(""), "DEST="+dir), "sh", args...)
+	return dir
+}
+
 // AppFile returns a file of the app's repository at rev (a commit or
 // branch of AppBundle), read from a bare clone in a temp dir.
 func AppFile(t testing.TB, rev, name string) []byte {
 	t.Helper()
 	bundle := AppBundle(t)
-	dir := filepath.Join(t.TempDir(), "pmo.git")
-	Run(t, "", GitEnv(""), "git", "clone", "-q", "--bare", bundle, dir)
+	dir := AppClone(t)
 	cmd := exec.Command("git", "show", rev+":"+name)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), GitEnv("")...)

@@ -218,12 +218,8 @@ func mustURL(t *testing.T, s string) *url.URL {
 // app's role (CREATEDB, not superuser): the schema the app runs on comes
 // out, with the statements its importer ignores as warnings.
 func TestShadowRealApp(t *testing.T) {
-	bundle := testenv.AppBundle(t)
 	order := testenv.AppSchemaOrder(t)
-	root := t.TempDir()
-	clone := filepath.Join(t.TempDir(), "pmo")
-	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", bundle, clone)
-	testenv.Run(t, clone, testenv.GitEnv(""), "sh", "-c", "git archive main db | tar -x -C "+root)
+	root := testenv.AppTree(t, testenv.AppClone(t), "main", "db")
 	files, err := schema.Load(root, order)
 	if err != nil {
 		t.Fatalf("the app's schema order against main: %v", err)

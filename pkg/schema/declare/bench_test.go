@@ -24,11 +24,7 @@ import (
 // schema app, import everything). Reported as a ratio; the agent's
 // database keeps its rows, the old way's keeps none of them.
 func BenchmarkColumnAdd(b *testing.B) {
-	bundle := testenv.AppBundle(b)
-	clone := filepath.Join(b.TempDir(), "pmo")
-	testenv.Run(b, "", testenv.GitEnv(""), "git", "clone", "-q", bundle, clone)
-	root := b.TempDir()
-	testenv.Run(b, clone, testenv.GitEnv(""), "sh", "-c", "git archive main db tools | tar -x -C "+root)
+	root := testenv.AppTree(b, testenv.AppClone(b), "main", "db", "tools")
 	order := importOrder(b, root, nil)
 	projectFile := filepath.Join(root, "db/11_project.ddl")
 	base, err := os.ReadFile(projectFile)

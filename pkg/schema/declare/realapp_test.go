@@ -33,10 +33,8 @@ var userTables = []string{"project", "task", "person"}
 // it to the manifest). No user row may be lost, the deleted one must stay
 // deleted.
 func TestRealAppHistory(t *testing.T) {
-	bundle := testenv.AppBundle(t)
 	order := testenv.AppSchemaOrder(t)
-	clone := filepath.Join(t.TempDir(), "pmo")
-	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", bundle, clone)
+	clone := testenv.AppClone(t)
 	log := strings.Fields(testenv.Run(t, clone, testenv.GitEnv(""), "git", "log", "--format=%h", fmt.Sprintf("-%d", replayCommits), "main", "--", "db/"))
 	slices.Reverse(log)
 
@@ -50,9 +48,7 @@ func TestRealAppHistory(t *testing.T) {
 	deleted := ""
 	var declared []string
 	for i, commit := range log {
-		root := filepath.Join(t.TempDir(), commit)
-		os.MkdirAll(root, 0o755)
-		testenv.Run(t, clone, testenv.GitEnv(""), "sh", "-c", "git archive "+commit+" db tools | tar -x -C "+root)
+		root := testenv.AppTree(t, clone, commit, "db", "tools")
 		files, err := schema.Load(root, importOrder(t, root, order))
 		if err != nil {
 			t.Fatalf("%s: %v", commit, err)
