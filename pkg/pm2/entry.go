@@ -3,8 +3,8 @@ package pm2
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
+
+	"github.com/cohuron/deploy/pkg/tree"
 )
 
 // EntryFile is where, under the live root, the agent keeps the entry of
@@ -68,32 +68,10 @@ func preload(nodeArgs []string) (mods [][2]string, rest []string) {
 	return mods, rest
 }
 
-// writeEntry writes the entry under dir (the release the root points at)
-// without following any symlink the release's owner may have put there.
+// writeEntry writes the entry under dir (a release directory) without
+// following any symlink the release's owner may have put there.
 func writeEntry(dir string) error {
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("writing the cluster entry: %w", err)
-	}
-	defer r.Close()
-	if err := r.MkdirAll(filepath.Dir(EntryFile), 0o755); err != nil {
-		return fmt.Errorf("writing the cluster entry: %w", err)
-	}
-	tmp := EntryFile + ".tmp"
-	r.Remove(tmp)
-	f, err := r.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("writing the cluster entry: %w", err)
-	}
-	_, err = f.WriteString(entry)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = r.Rename(tmp, EntryFile)
-	}
-	if err != nil {
-		r.Remove(tmp)
+	if err := tree.WriteFile(dir, EntryFile, []byte(entry), 0o644, -1, -1); err != nil {
 		return fmt.Errorf("writing the cluster entry: %w", err)
 	}
 	return nil
