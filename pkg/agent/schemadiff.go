@@ -61,8 +61,7 @@ func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir strin
 	if err != nil {
 		return nil, err
 	}
-	p, warnings, first, err := declare.Preview(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
-		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData}, Host: a.Cfg.HostID})
+	p, warnings, first, err := declare.Preview(ctx, a.declareRequest(im, files, sc))
 	if err != nil {
 		return nil, err
 	}

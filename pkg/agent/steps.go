@@ -539,9 +539,9 @@ func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifes
 // mode, see declare.Converge). It returns what it ran, for the status.
 func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *manifest.Release, files []schema.File) ([]string, error) {
 	sc := rel.Spec.Schema
-	res, err := declare.Converge(ctx, declare.Request{Importer: im, Files: files, Strict: sc.Strict,
-		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData},
-		Host:    a.Cfg.HostID, Digest: rel.Inputs.Schema.Digest, Seq: rel.Seq, Now: a.Now(), Crash: a.crashPoint})
+	r := a.declareRequest(im, files, sc)
+	r.Digest, r.Seq, r.Now, r.Crash = rel.Inputs.Schema.Digest, rel.Seq, a.Now(), a.crashPoint
+	res, err := declare.Converge(ctx, r)
 	if res != nil {
 		a.logWarnings(res.Warnings)
 	}
@@ -564,6 +564,13 @@ func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *man
 	}
 	a.Log.Info("schema brought to the files'", "statements", len(ran), "warnings", len(res.Warnings))
 	return ran, nil
+}
+
+// declareRequest is the declarative step's request for the files of
+// schema section sc.
+func (a *Agent) declareRequest(im *schema.Importer, files []schema.File, sc *manifest.Schema) declare.Request {
+	return declare.Request{Importer: im, Files: files, Strict: sc.Strict, Host: a.Cfg.HostID,
+		Options: declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData}}
 }
 
 // schemaFault classifies a shadow or first-install import error: what the

@@ -111,12 +111,12 @@ func (e *StatementError) Transient() bool {
 	return false
 }
 
-// Empty reports whether the live database has no table at all outside
+// isEmpty reports whether the live database has no table at all outside
 // the system's and the agent's own schemas (a first install: the files
 // are imported into it, rows and all). Any table anywhere, readable by
 // this role or not, and the files go through a shadow instead: a wrong
 // schema.schemas never lets them run on data.
-func Empty(ctx context.Context, live *sql.DB, _ []string) (bool, error) {
+func isEmpty(ctx context.Context, live *sql.DB) (bool, error) {
 	var n int
 	err := live.QueryRowContext(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname NOT LIKE 'pg_toast%'`, schema.HistorySchema).Scan(&n)

@@ -62,7 +62,7 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 	}
 	defer func() { _ = live.Close() }()
 	record := statements(schema.RecordDeclared(r.Digest, r.Seq, r.Host, r.Now))
-	empty, err := Empty(ctx, live, r.Schemas)
+	empty, err := isEmpty(ctx, live)
 	if err != nil {
 		return nil, fmt.Errorf("looking at the live database: %w", err)
 	}
@@ -111,7 +111,7 @@ func firstInstall(ctx context.Context, live *sql.DB, r Request, record []Stateme
 	defer func() {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("SELECT pg_advisory_unlock(%d)", schema.LockKey))
 	}()
-	if empty, err := Empty(ctx, live, r.Schemas); err != nil || !empty {
+	if empty, err := isEmpty(ctx, live); err != nil || !empty {
 		return nil, err
 	}
 	res, err := r.Importer.Import(ctx, r.Files, schema.ShadowOptions{Host: r.Host, Strict: r.Strict})
@@ -135,7 +135,7 @@ func Preview(ctx context.Context, r Request) (p *Plan, warnings []schema.Warning
 		return nil, nil, false, err
 	}
 	defer func() { _ = live.Close() }()
-	if empty, err := Empty(ctx, live, r.Schemas); err != nil || empty {
+	if empty, err := isEmpty(ctx, live); err != nil || empty {
 		return nil, nil, empty, err
 	}
 	// Shadows of their own: a preview (agent plan, schema diff) must not
