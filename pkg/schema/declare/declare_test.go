@@ -23,6 +23,14 @@ func openDB(t testing.TB, url string) *sql.DB {
 	return db
 }
 
+// databases starts a PostgreSQL server with two empty databases: the
+// live one and the desired one (what a shadow import would leave).
+func databases(t *testing.T) (live, desired *sql.DB) {
+	t.Helper()
+	pg := testenv.StartPostgres(t)
+	return openDB(t, pg.CreateDB(t, "live")), openDB(t, pg.CreateDB(t, "desired"))
+}
+
 func execSQL(t *testing.T, db *sql.DB, stmts string) {
 	t.Helper()
 	if _, err := db.Exec(stmts); err != nil {
@@ -54,10 +62,8 @@ CREATE TRIGGER task_touch BEFORE UPDATE ON app.task FOR EACH ROW EXECUTE FUNCTIO
 `
 
 func TestDiffRefusesThenApplies(t *testing.T) {
-	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	live := openDB(t, pg.CreateDB(t, "live"))
-	desired := openDB(t, pg.CreateDB(t, "desired"))
+	live, desired := databases(t)
 	execSQL(t, live, liveDDL)
 	execSQL(t, desired, desiredDDL)
 
@@ -156,10 +162,8 @@ func count(t testing.TB, db *sql.DB, q string) int {
 // Reference tables get the files' rows live lacks, by primary key; other
 // tables never get a row from a deploy.
 func TestReferenceData(t *testing.T) {
-	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	live := openDB(t, pg.CreateDB(t, "live"))
-	desired := openDB(t, pg.CreateDB(t, "desired"))
+	live, desired := databases(t)
 	execSQL(t, live, `CREATE SCHEMA app;
 CREATE TABLE app.label (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text, upper_name text GENERATED ALWAYS AS (upper(name)) STORED);
 INSERT INTO app.label (name) VALUES ('one'), ('two');
@@ -208,10 +212,8 @@ INSERT INTO app.task VALUES (1, 'seeded'), (2, 'seeded too');`)
 // A statement the live data refuses (a unique index over duplicates) is
 // not a failure of the moment: retrying it at every poll changes nothing.
 func TestApplyRefusedByData(t *testing.T) {
-	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	live := openDB(t, pg.CreateDB(t, "live"))
-	desired := openDB(t, pg.CreateDB(t, "desired"))
+	live, desired := databases(t)
 	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.person (id int PRIMARY KEY, email text); INSERT INTO app.person VALUES (1, 'a@x'), (2, 'a@x')")
 	execSQL(t, desired, "CREATE SCHEMA app; CREATE TABLE app.person (id int PRIMARY KEY, email text); CREATE UNIQUE INDEX person_email ON app.person (email)")
 	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"}})
@@ -228,10 +230,8 @@ func TestApplyRefusedByData(t *testing.T) {
 // Precision, scale and length count: narrowing any is refused, widening
 // a varchar is not (and rewrites nothing).
 func TestTypeChanges(t *testing.T) {
-	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	live := openDB(t, pg.CreateDB(t, "live"))
-	desired := openDB(t, pg.CreateDB(t, "desired"))
+	live, desired := databases(t)
 	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, amount numeric(10,2), code varchar(100), name varchar(50), at timestamp(6)); INSERT INTO app.t VALUES (1, 12.34, 'abc', 'n', now())")
 	execSQL(t, desired, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, amount numeric(10,0), code varchar(10), name varchar(100), at timestamp(0))")
 	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"}})
@@ -260,10 +260,8 @@ func TestTypeChanges(t *testing.T) {
 // A declared rename with other changes of the same table: the checks that
 // read live rows look under live's (old) names.
 func TestRenameWithRowChecks(t *testing.T) {
-	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	live := openDB(t, pg.CreateDB(t, "live"))
-	desired := openDB(t, pg.CreateDB(t, "desired"))
+	live, desired := databases(t)
 	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.cust (id int PRIMARY KEY, cust_name text); INSERT INTO app.cust VALUES (1, NULL)")
 	execSQL(t, desired, "CREATE SCHEMA app; CREATE TABLE app.customer (id int PRIMARY KEY, name text NOT NULL, code text NOT NULL)")
 	p, err := declare.Diff(ctx, live, desired, declare.Options{Schemas: []string{"app"},
@@ -283,10 +281,8 @@ func TestRenameWithRowChecks(t *testing.T) {
 // A new column whose default calls a new function, and a new function
 // returning a new table's rows: each created in an order that works.
 func TestFunctionOrder(t *testing.T) {
-	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
-	live := openDB(t, pg.CreateDB(t, "live"))
-	desired := openDB(t, pg.CreateDB(t, "desired"))
+	live, desired := databases(t)
 	execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.task (id int PRIMARY KEY); INSERT INTO app.task VALUES (1)")
 	execSQL(t, desired, `CREATE SCHEMA app;
 CREATE FUNCTION app.next_code() RETURNS text LANGUAGE sql AS $$ SELECT 'T-' || floor(random() * 1000)::int $$;
