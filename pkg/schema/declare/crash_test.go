@@ -3,6 +3,7 @@ package declare_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,31 +16,36 @@ import (
 	"github.com/cohuron/deploy/pkg/schema/declare"
 )
 
-// The child process of TestKill9: Converge with the files at
-// $DECLARE_DIR, SIGKILLed at $DECLARE_CRASH_AT.
-func TestKill9Child(t *testing.T) {
-	point := os.Getenv("DECLARE_CRASH_AT")
-	if point == "" {
-		return // only as TestKill9's child
+// TestMain makes the test binary TestKill9's child when $DECLARE_CRASH_AT
+// is set: it converges the files at $DECLARE_DIR and is SIGKILLed at that
+// point (exit 1 if it gets past it).
+func TestMain(m *testing.M) {
+	if point := os.Getenv("DECLARE_CRASH_AT"); point != "" {
+		_, err := convergeFiles(os.Getenv("DECLARE_URL"), os.Getenv("DECLARE_DIR"), os.Getenv("DECLARE_BIN"), func(p string) {
+			if p == point {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		})
+		fmt.Fprintf(os.Stderr, "not killed at %s: %v\n", point, err)
+		os.Exit(1)
 	}
-	converge(t, os.Getenv("DECLARE_URL"), os.Getenv("DECLARE_DIR"), os.Getenv("DECLARE_BIN"), func(p string) {
-		if p == point {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	})
-	t.Fatalf("not killed at %s", point)
+	os.Exit(m.Run())
+}
+
+func convergeFiles(url, dir, bin string, crash func(string)) (*declare.Result, error) {
+	files, err := schema.Load(dir, []string{"db/01.ddl", "db/02.ddl"})
+	if err != nil {
+		return nil, err
+	}
+	imp := &schema.Importer{URL: url, Env: []string{"PATH=" + bin + ":/usr/bin:/bin"}, Bin: bin}
+	return declare.Converge(context.Background(), declare.Request{Importer: imp, Files: files, Options: declare.Options{Schemas: []string{"app"}},
+		Host: "crash-test", Digest: "v2", Seq: 2, Now: time.Now(), Crash: crash})
 }
 
 func converge(t *testing.T, url, dir, bin string, crash func(string)) *declare.Result {
 	t.Helper()
-	files, err := schema.Load(dir, []string{"db/01.ddl", "db/02.ddl"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	imp := &schema.Importer{URL: url, Env: []string{"PATH=" + bin + ":/usr/bin:/bin"}, Bin: bin}
-	res, err := declare.Converge(context.Background(), declare.Request{Importer: imp, Files: files, Options: declare.Options{Schemas: []string{"app"}},
-		Host: "crash-test", Digest: "v2", Seq: 2, Now: time.Now(), Crash: crash})
+	res, err := convergeFiles(url, dir, bin, crash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +73,7 @@ func TestKill9(t *testing.T) {
 			execSQL(t, live, "CREATE SCHEMA app; CREATE TABLE app.task (id int PRIMARY KEY, name text); INSERT INTO app.task VALUES (1, 'a user''s task')")
 			write(true)
 
-			cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1")
+			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "DECLARE_CRASH_AT="+point, "DECLARE_URL="+url, "DECLARE_DIR="+dir, "DECLARE_BIN="+pg.Bin)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
