@@ -274,13 +274,7 @@ func classify(ctx context.Context, live *sql.DB, names liveNames, sch string, ch
 		case *schema.DropTable:
 			obj := sch + "." + c.T.Name
 			if !declared(obj) {
-				r := Refusal{Object: obj, What: "the schema files no longer create this table; dropping it loses its rows",
-					Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"}
-				if to := renamedTable(c.T, changes); to != "" {
-					r.Rename = to
-					r.Allow = "it looks renamed to " + sch + "." + to + " (the same columns): declare schema.renames: {" + obj + ": " + to + "} to keep its rows, or schema.drops: [" + obj + "] to drop it (after the dump)"
-				}
-				p.Refused = append(p.Refused, r)
+				p.Refused = append(p.Refused, dropRefusal(obj, "table", "rows", sch, renamedTable(c.T, changes), "the same columns"))
 				continue
 			}
 			out = append(out, c)
@@ -324,13 +318,7 @@ func tableChange(ctx context.Context, live *sql.DB, names liveNames, sch string,
 		if declared(obj) {
 			return true, nil
 		}
-		r := Refusal{Object: obj, What: "the schema files no longer create this column; dropping it loses its values",
-			Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"}
-		if to := renamedColumn(c.C, siblings); to != "" {
-			r.Rename = to
-			r.Allow = "it looks renamed to " + table + "." + to + " (the only new column of its type): declare schema.renames: {" + obj + ": " + to + "} to keep its values, or schema.drops: [" + obj + "] to drop it (after the dump)"
-		}
-		p.Refused = append(p.Refused, r)
+		p.Refused = append(p.Refused, dropRefusal(obj, "column", "values", table, renamedColumn(c.C, siblings), "the only new column of its type"))
 		return false, nil
 	case *schema.AddColumn:
 		if c.C.Type.Null || c.C.Default != nil {
@@ -377,6 +365,20 @@ func tableChange(ctx context.Context, live *sql.DB, names liveNames, sch string,
 	default:
 		return true, nil
 	}
+}
+
+// dropRefusal refuses dropping obj, a table or column (kind) whose data
+// (rows, values) would go, naming the declarations that allow it; when
+// the files make something in parent that looks like obj renamed (to,
+// for why), it says so and suggests that rename.
+func dropRefusal(obj, kind, data, parent, to, why string) Refusal {
+	r := Refusal{Object: obj, What: "the schema files no longer create this " + kind + "; dropping it loses its " + data,
+		Allow: "declare schema.renames: {" + obj + ": NEW_NAME} if it was renamed, or schema.drops: [" + obj + "] to drop it (after the dump)"}
+	if to != "" {
+		r.Rename = to
+		r.Allow = "it looks renamed to " + parent + "." + to + " (" + why + "): declare schema.renames: {" + obj + ": " + to + "} to keep its " + data + ", or schema.drops: [" + obj + "] to drop it (after the dump)"
+	}
+	return r
 }
 
 // declaredOr allows dropping a rule the rows follow (a unique index, a
