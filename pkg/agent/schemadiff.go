@@ -48,7 +48,7 @@ func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
 // found under dir (checked against rel's digests).
 func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir string) (*SchemaDiff, error) {
 	sc := rel.Spec.Schema
-	files, err := schema.Load(dir, sc.Files)
+	files, err := schema.Load(dir, rel.SchemaOrder())
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (a *Agent) planSchema(ctx context.Context, rel *manifest.Release) (*SchemaD
 	if err != nil {
 		return nil, err
 	}
-	data, err := bundle.ReadFiles(f, rel.Spec.Schema.Files, 64<<20)
+	data, err := bundle.ReadFiles(f, rel.SchemaOrder(), 64<<20)
 	f.Close()
 	if err != nil {
 		return nil, err

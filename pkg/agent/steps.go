@@ -227,7 +227,7 @@ func firstLine(s string) string {
 // schemaFiles lists the release's schema files with their signed digests.
 func schemaFiles(rel *manifest.Release) (files, seeds []schema.File) {
 	sc := rel.Spec.Schema
-	for _, n := range sc.Files {
+	for _, n := range rel.SchemaOrder() {
 		files = append(files, schema.File{Name: n, SHA256: rel.Inputs.Schema.Files[n]})
 	}
 	for _, n := range sc.Seed {
@@ -479,7 +479,7 @@ func (a *Agent) composeUp(ctx context.Context, spec *manifest.Spec, inputs manif
 func (a *Agent) importSchema(ctx context.Context, j *state.Journal, rel *manifest.Release, dir string) (*state.Schema, error) {
 	sc := rel.Spec.Schema
 	rec := &state.Schema{Digest: rel.Inputs.Schema.Digest}
-	files, err := schema.Load(dir, sc.Files)
+	files, err := schema.Load(dir, rel.SchemaOrder())
 	if err != nil {
 		return nil, err
 	}

@@ -100,25 +100,35 @@ func (ix *Index) Inputs(spec *manifest.Spec) (manifest.Inputs, error) {
 
 	schema := map[string]string{}
 	type step struct{ Path, SHA256 string }
-	var order []step
+	var steps []step
 	if sc := spec.Schema; sc != nil {
-		for _, f := range append(append([]string(nil), sc.Files...), sc.Seed...) {
+		var files []string // regular files only: a symlink is no schema file
+		for _, e := range ix.Entries {
+			if !e.Link {
+				files = append(files, e.Path)
+			}
+		}
+		order, absent := sc.Order(files)
+		for _, f := range absent {
+			missing = append(missing, "schema file "+f)
+		}
+		for _, f := range append(order, sc.Seed...) {
 			sum := need("schema file", f)
 			schema[f] = sum
-			order = append(order, step{f, sum})
+			steps = append(steps, step{f, sum})
 		}
 	}
 	// The order of schema files matters, so the digest covers the list;
 	// in declarative mode the declarations too (a rename or a reference
 	// table declared later must reach the database).
-	in.Schema = manifest.Input{Digest: manifest.Digest(order), Files: schema}
+	in.Schema = manifest.Input{Digest: manifest.Digest(steps), Files: schema}
 	if sc := spec.Schema; sc.Declarative() {
 		in.Schema.Digest = manifest.Digest(struct {
 			Files                         any
 			Strict                        bool
 			Renames                       map[string]string
 			Schemas, Drops, ReferenceData []string
-		}{order, sc.Strict, sc.Renames, sc.Schemas, sc.Drops, sc.ReferenceData})
+		}{steps, sc.Strict, sc.Renames, sc.Schemas, sc.Drops, sc.ReferenceData})
 	}
 
 	envs := map[string]string{}

@@ -2,6 +2,7 @@ package bundle_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +48,46 @@ func TestSchemaDigestDeclarations(t *testing.T) {
 		if d := digest(sc); d == decl || d == hist {
 			t.Errorf("declaring %s left the schema digest as it was", name)
 		}
+	}
+}
+
+// Globs in schema.files add the files they match after the list, in path
+// order; a listed file the bundle lacks is named, and nothing publishes.
+func TestSchemaGlobs(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := bundle.NewWriter(&buf, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"db/01_schema.ddl", "db/a/03.ddl", "db/b/02.ddl", "db/notes.md"} {
+		if err := w.Add(bundle.Entry{Path: p, Mode: bundle.ModeFile}, []byte("-- "+p+"\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	inputs := func(files ...string) (manifest.Inputs, error) {
+		return w.Index.Inputs(&manifest.Spec{Schema: &manifest.Schema{Dir: "db", Files: files}})
+	}
+	in, err := inputs("db/01_schema.ddl", "db/**")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Schema.Files) != 3 || in.Schema.Files["db/notes.md"] != "" {
+		t.Errorf("schema files = %v, want the three .ddl files", in.Schema.Files)
+	}
+	listed, err := inputs("db/01_schema.ddl", "db/a/03.ddl", "db/b/02.ddl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed.Schema.Digest != in.Schema.Digest {
+		t.Error("a glob gave another digest than listing what it matches in path order")
+	}
+	if other, _ := inputs("db/01_schema.ddl", "db/b/02.ddl", "db/a/03.ddl"); other.Schema.Digest == in.Schema.Digest {
+		t.Error("another order gave the same digest")
+	}
+	if _, err := inputs("db/01_schema.ddl", "db/gone.ddl", "db/**"); err == nil || !strings.Contains(err.Error(), "schema file db/gone.ddl") {
+		t.Errorf("a listed file the bundle lacks: %v, want it named", err)
 	}
 }

@@ -51,7 +51,12 @@ func Check(spec *manifest.Spec, ix *bundle.Index, read ReadFunc) []strictyaml.Pr
 			files []string
 		}{{"files", sc.Files}, {"seed", sc.Seed}} {
 			for i, f := range l.files {
-				c.file(fmt.Sprintf("spec.schema.%s[%d]", l.name, i), "schema file", f)
+				at := fmt.Sprintf("spec.schema.%s[%d]", l.name, i)
+				if !manifest.IsGlob(f) {
+					c.file(at, "schema file", f)
+				} else if doublestar.ValidatePattern(f) && !c.schemaGlob(f) {
+					c.add(at, "expected a glob matching at least one .sql or .ddl file of the bundle, found none matching %q", f)
+				}
 			}
 		}
 	}
@@ -294,6 +299,19 @@ func (c *checker) globs(at string, globs []string, why string) {
 		}
 		c.add(fmt.Sprintf("%s[%d]", at, i), "expected a glob matching at least one file of the bundle, found none matching %q%s: %s", g, hint, why)
 	}
+}
+
+// schemaGlob reports whether g matches a schema file of the bundle.
+func (c *checker) schemaGlob(g string) bool {
+	for _, e := range c.ix.Entries {
+		if ext := path.Ext(e.Path); ext != ".sql" && ext != ".ddl" || e.Link {
+			continue
+		}
+		if ok, _ := doublestar.Match(g, e.Path); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *checker) matches(g string) bool {

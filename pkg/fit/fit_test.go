@@ -256,6 +256,11 @@ func TestCheck(t *testing.T) {
 			edit: func(s *manifest.Spec) { s.Processes[0].Inputs = []string{"apps/api/src/**", "apps/api/.env"} },
 		},
 		{
+			name: "schema glob matching no schema file",
+			edit: func(s *manifest.Spec) { s.Schema.Files = append(s.Schema.Files, "db/**/*.ddl", "db/views/*.sql") },
+			want: []want{{"spec.schema.files[2]", `expected a glob matching at least one .sql or .ddl file of the bundle, found none matching "db/views/*.sql"`}},
+		},
+		{
 			name: "schema file not in the bundle",
 			edit: func(s *manifest.Spec) { s.Schema.Seed = []string{"db/seed.sql"} },
 			want: []want{{"spec.schema.seed[0]", "expected schema file db/seed.sql to be a file of the bundle, found no db/seed.sql in the bundle"}},

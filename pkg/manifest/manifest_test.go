@@ -298,6 +298,10 @@ var badEnvironments = []badEnvironment{
 		line: manifesttest.LineSchemaFile2, msg: "listed twice"},
 	{name: "schema file not SQL", old: "- db/02_task.ddl", new: "- db/02_task.sh",
 		line: manifesttest.LineSchemaFile2, msg: "expected a .sql or .ddl file"},
+	{name: "schema glob invalid", old: "- db/02_task.ddl", new: "- db/[*.ddl",
+		line: manifesttest.LineSchemaFile2, msg: `invalid glob "db/[*.ddl"`},
+	{name: "schema glob outside schema.dir", old: "- db/02_task.ddl", new: "- sql/**/*.ddl",
+		line: manifesttest.LineSchemaFile2, msg: `"sql/**/*.ddl" is outside schema.dir "db"`},
 	{name: "process envFile not declared", old: "envFile: apps/api/.env", new: "envFile: apps/api/.env.prod",
 		line: manifesttest.LineAPIEnvFile, msg: `"apps/api/.env.prod" is not declared in envFiles`},
 	{name: "process cwd escaping", old: "cwd: apps/api", new: "cwd: ../api",
@@ -681,5 +685,32 @@ func TestMatchesInputs(t *testing.T) {
 		if got := manifest.MatchesInputs(c.globs, c.path); got != c.want {
 			t.Errorf("MatchesInputs(%q, %q) = %v, want %v", c.globs, c.path, got, c.want)
 		}
+	}
+}
+
+// Order: the list first, in its order; then what globs match that is
+// listed nowhere, in path order, only .sql and .ddl files, each once.
+func TestSchemaFilesOrder(t *testing.T) {
+	sc := &manifest.Schema{
+		Dir:   "db",
+		Files: []string{"db/01_schema.ddl", "db/**/*.ddl", "db/setup/02_entity.ddl", "db/*.sql", "db/gone.ddl", "db/**"},
+		Seed:  []string{"db/seed.sql"},
+	}
+	bundle := []string{"db/z_last.ddl", "db/seed.sql", "db/README.md", "db/setup/02_entity.ddl", "db/01_schema.ddl",
+		"db/a/03_more.ddl", "db/big.sql", "apps/api/x.ddl"}
+	order, missing := sc.Order(bundle)
+	if want := []string{"db/01_schema.ddl", "db/setup/02_entity.ddl", "db/a/03_more.ddl", "db/big.sql", "db/z_last.ddl"}; !slices.Equal(order, want) {
+		t.Errorf("order = %q\nwant    %q", order, want)
+	}
+	if want := []string{"db/gone.ddl"}; !slices.Equal(missing, want) {
+		t.Errorf("missing = %q, want %q", missing, want)
+	}
+	// A release orders its signed files the same way.
+	rel := &manifest.Release{Spec: manifest.Spec{Schema: sc}, Inputs: manifest.Inputs{Schema: manifest.Input{Files: map[string]string{}}}}
+	for _, f := range append(order, "db/seed.sql") {
+		rel.Inputs.Schema.Files[f] = "sum"
+	}
+	if got := rel.SchemaOrder(); !slices.Equal(got, order) {
+		t.Errorf("the release's order = %q, want %q", got, order)
 	}
 }

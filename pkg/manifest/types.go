@@ -121,7 +121,9 @@ type Schema struct {
 	Dir string `yaml:"dir" json:"dir"`
 	// DatabaseURL is where to import; normally a secret reference.
 	DatabaseURL Value `yaml:"databaseURL" json:"databaseURL"`
-	// Files are applied in this order (not alphabetical).
+	// Files are applied in this order (not alphabetical). Globs
+	// (db/**/*.ddl) add the .sql and .ddl files they match that are not
+	// listed, after the list, in path order.
 	Files []string `yaml:"files" json:"files"`
 	// Seed files run once, on first install, never again.
 	Seed []string `yaml:"seed,omitempty" json:"seed,omitempty"`

@@ -234,7 +234,7 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 			add("schema.databaseURL", "required")
 		}
 		if len(sc.Files) == 0 {
-			add("schema.files", "list the schema files in import order")
+			add("schema.files", "list the schema files in import order (globs like db/**/*.ddl add the files they match that are not listed, after the list, in path order)")
 		}
 		seen := map[string]bool{}
 		for _, list := range []struct {
@@ -248,8 +248,13 @@ func (s *Spec) validate(at string) []strictyaml.Problem {
 				} else if !strings.HasPrefix(f, sc.Dir+"/") {
 					add(p, "%q is outside schema.dir %q", f, sc.Dir)
 				}
-				if ext := path.Ext(f); ext != ".sql" && ext != ".ddl" {
-					add(p, "expected a .sql or .ddl file, found %q", f)
+				switch glob := IsGlob(f); {
+				case glob && list.name == "seed":
+					add(p, "expected a seed file, found the glob %q: seeds run once each, list them by name", f)
+				case glob && !doublestar.ValidatePattern(f):
+					add(p, "invalid glob %q (use * within a name, ** for any directories, {a,b} for either)", f)
+				case !glob && !isSchemaFile(f):
+					add(p, "expected a .sql or .ddl file (or a glob matching them, e.g. %s/**/*.ddl), found %q", sc.Dir, f)
 				}
 				if seen[f] {
 					add(p, "%q is listed twice", f)

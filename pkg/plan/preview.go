@@ -78,7 +78,7 @@ func previewSchema(c, n *manifest.Release) *SchemaPending {
 		had = c.Inputs.Schema.Files
 	}
 	sp := &SchemaPending{}
-	for _, f := range n.Spec.Schema.Files {
+	for _, f := range n.SchemaOrder() {
 		switch old, ok := had[f]; {
 		case !ok:
 			sp.Changes = append(sp.Changes, SchemaChange{File: f, Why: "added"})
