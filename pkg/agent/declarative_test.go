@@ -18,9 +18,11 @@ import (
 // schema.mode declarative through the agent, with the real PostgreSQL and
 // a role that has CREATEDB only: a first install loads the files' rows; a
 // file edited in place (a column added) is applied without touching the
-// rows users wrote; a table the files no longer create is refused (exit
-// 4, known bad, the running release and the database as they were) until
-// the manifest declares it in schema.drops.
+// rows users wrote, once the role may create the shadow database (before,
+// the preflight says so and nothing is touched); a table the files no
+// longer create is refused (exit 4, known bad, the running release and
+// the database as they were) until the manifest declares it in
+// schema.drops. The files are the schema file listed first and a glob.
 func TestDeclarativeSchema(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	dbURL := pg.CreateAppDB(t)
@@ -44,7 +46,7 @@ func TestDeclarativeSchema(t *testing.T) {
 	env := func(drops ...string) *manifest.Environment {
 		e := f.env("hello", "ok")
 		e.Spec.Schema = &manifest.Schema{Dir: "db", DatabaseURL: manifest.Value{RefKind: manifest.RefFile, Ref: "/etc/cohuron/demo/database-url"},
-			Files: []string{"db/01_schema.ddl", "db/02_task.ddl", "db/03_old.ddl"}, Schemas: []string{"app"}, Mode: manifest.SchemaDeclarative, Drops: drops}
+			Files: []string{"db/01_schema.ddl", "db/*.ddl"}, Schemas: []string{"app"}, Mode: manifest.SchemaDeclarative, Drops: drops}
 		return e
 	}
 	db, err := sql.Open("pgx", dbURL)
@@ -75,7 +77,34 @@ func TestDeclarativeSchema(t *testing.T) {
 		"INSERT INTO app.task (name) VALUES ('seeded 1'), ('seeded 2');\n"
 	commit(ddl, "priority")
 	f.publishEnv(env())
+
+	// The role without CREATEDB: refused by the preflight with the fix,
+	// nothing known bad, the database untouched; then granted.
+	super, err := sql.Open("pgx", pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close()
+	if _, err := super.Exec("ALTER ROLE " + testenv.AppDBUser + " NOCREATEDB"); err != nil {
+		t.Fatal(err)
+	}
 	p, err := f.a.Plan(context.Background())
+	if err == nil || p == nil || len(p.Preflight) != 1 || !strings.Contains(p.Preflight[0], "ALTER ROLE "+testenv.AppDBUser+" CREATEDB") {
+		t.Fatalf("Plan with a role lacking CREATEDB = %+v, %v; want the preflight problem with its fix", p, err)
+	}
+	if out, err := f.once(); err == nil || !strings.Contains(err.Error(), "neither CREATEDB nor SUPERUSER") || fault.ExitCode(err) != fault.ExitError {
+		t.Fatalf("Once with a role lacking CREATEDB = %+v, %v (exit %d); want the preflight refusal (exit 1)", out, err, fault.ExitCode(err))
+	}
+	if st := f.state(); len(st.KnownBad) != 0 || st.Current == nil || st.Current.Seq != 1 {
+		t.Fatalf("state after the preflight refusal: bad %v, current %+v", st.KnownBad, st.Current)
+	}
+	if got := query("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'app' AND column_name = 'priority'"); got != "0" {
+		t.Fatal("the refused release changed the database")
+	}
+	if _, err := super.Exec("ALTER ROLE " + testenv.AppDBUser + " CREATEDB"); err != nil {
+		t.Fatal(err)
+	}
+	p, err = f.a.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +140,7 @@ func TestDeclarativeSchema(t *testing.T) {
 	delete(ddl, "db/03_old.ddl")
 	testenv.Git(t, f.repoDir, "rm", "-q", "db/03_old.ddl")
 	commit(ddl, "no old")
-	e := env()
-	e.Spec.Schema.Files = e.Spec.Schema.Files[:2]
-	f.publishEnv(e)
+	f.publishEnv(env())
 	out, err := f.once()
 	if fault.ExitCode(err) != fault.ExitConvergeFailed || !strings.Contains(err.Error(), "app.old") || !strings.Contains(err.Error(), "schema.drops: [app.old]") {
 		t.Fatalf("Once with a dropped table = %+v, %v (exit %d); want known bad naming app.old and schema.drops", out, err, fault.ExitCode(err))
@@ -124,9 +151,7 @@ func TestDeclarativeSchema(t *testing.T) {
 	if st := f.state(); st.Current == nil || st.Current.Seq != 2 {
 		t.Fatalf("running release after the refusal: %+v, want seq 2", st.Current)
 	}
-	e = env("app.old")
-	e.Spec.Schema.Files = e.Spec.Schema.Files[:2]
-	f.publishEnv(e)
+	f.publishEnv(env("app.old"))
 	f.mustConverge(4)
 	if got := query("SELECT count(*)::text FROM information_schema.tables WHERE table_schema = 'app' AND table_name = 'old'"); got != "0" {
 		t.Fatal("app.old was declared in schema.drops and is still there")

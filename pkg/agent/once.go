@@ -119,7 +119,7 @@ func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
 	d, out, err := a.poll(ctx, st, true)
 	if err != nil || out != nil {
 		if err == nil && st.Current != nil && st.Current.Spec != nil {
-			err = a.planPreflight(out, st.Current.Spec)
+			err = planPreflight(out, a.preflight(st.Current.Spec))
 		}
 		return out, err
 	}
@@ -136,12 +136,16 @@ func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
 			out.Schema = nil
 		}
 	}
-	return out, a.planPreflight(out, &d.v.Release.Spec)
+	err = a.preflight(&d.v.Release.Spec)
+	if err == nil {
+		err = a.schemaPreflight(ctx, d.v.Release, p, d.obs)
+	}
+	return out, planPreflight(out, err)
 }
 
-// planPreflight adds what this host lacks to run spec to a plan's outcome.
-func (a *Agent) planPreflight(out *Outcome, spec *manifest.Spec) error {
-	err := a.preflight(spec)
+// planPreflight adds what this host lacks (err, from preflight) to a
+// plan's outcome.
+func planPreflight(out *Outcome, err error) error {
 	var pe *preflight.Error
 	if errors.As(err, &pe) {
 		for _, pr := range pe.Problems {
@@ -159,6 +163,32 @@ func (a *Agent) preflight(spec *manifest.Spec) error {
 		return a.Preflight(spec)
 	}
 	return preflight.Check(spec, a.ToolEnv).Err()
+}
+
+// schemaPreflight checks, when the plan imports a declarative schema,
+// that the database role may create the shadow database: a host problem
+// (like a missing tool) that blocks the release until fixed, found
+// before anything is touched. The database is asked only then: an
+// unchanged schema costs no round trip.
+func (a *Agent) schemaPreflight(ctx context.Context, rel *manifest.Release, p plan.Plan, obs plan.Observed) error {
+	sc := rel.Spec.Schema
+	if !sc.Declarative() || !p.Has(plan.Schema, "") || obs.Schema == nil || obs.Schema.Deferred != "" {
+		return nil
+	}
+	im, err := a.importer(ctx, sc)
+	if err != nil {
+		return nil // observing the schema resolved it: the step reports a change since
+	}
+	role, ok, err := im.CanShadow(ctx)
+	if err != nil || ok {
+		return nil // an unreachable database is the step's to report (and retry)
+	}
+	return &preflight.Error{Problems: []preflight.Problem{{
+		Check:    "the database role of schema.databaseURL (schema.mode declarative)",
+		Expected: "CREATEDB (or a superuser): the release's schema files are imported into a shadow database on the same server and compared with the live one",
+		Found:    fmt.Sprintf("role %s has neither CREATEDB nor SUPERUSER", role),
+		Fix:      fmt.Sprintf("as a superuser: psql -c 'ALTER ROLE %s CREATEDB;'", role),
+	}}}
 }
 
 // PreflightCurrent checks the running release's spec on this host (at start).
@@ -489,7 +519,11 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	attempt := &state.Attempt{Seq: rel.Seq, Digest: d.v.Digest, Started: start}
 	sameRelease := st.Current != nil && st.Current.Digest == d.v.Digest
 	if !sameRelease || runsTools(p) {
-		if err := a.preflight(&rel.Spec); err != nil {
+		err := a.preflight(&rel.Spec)
+		if err == nil {
+			err = a.schemaPreflight(ctx, rel, p, d.obs)
+		}
+		if err != nil {
 			// The host, not the release, lacks something: nothing is
 			// touched (not even an adoption), and the next poll looks again.
 			attempt.Blocked = "host preflight: fix the host (see the error)"

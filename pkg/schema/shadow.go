@@ -457,6 +457,19 @@ func (im *Importer) Declared(ctx context.Context, digest string) (bool, error) {
 	return ok, err
 }
 
+// CanShadow reports whether the role im connects as may create the
+// shadow databases of the declarative mode (CREATEDB, or a superuser),
+// with the role's name.
+func (im *Importer) CanShadow(ctx context.Context) (role string, ok bool, err error) {
+	conn, err := im.connect(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	defer closeConn(conn)
+	err = conn.QueryRow(ctx, `SELECT rolname, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&role, &ok)
+	return role, ok, err
+}
+
 // RecordDeclared are the statements that record, in the transaction that
 // applies a declarative change, that the database has the schema of the
 // files whose digest is digest.
