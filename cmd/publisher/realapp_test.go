@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cohuron/deploy/internal/testenv"
 	"github.com/cohuron/deploy/pkg/fault"
+	"github.com/cohuron/deploy/pkg/manifest"
 )
 
 // TestCheckRealApp checks manifests/prod.yaml as shipped against the real
@@ -22,10 +24,7 @@ import (
 func TestCheckRealApp(t *testing.T) {
 	app := filepath.Join(t.TempDir(), "cohuron-pmo")
 	testenv.Run(t, "", testenv.GitEnv(""), "git", "clone", "-q", "--branch", "main", testenv.AppBundle(t), app)
-	shipped, err := os.ReadFile("../../manifests/prod.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	shipped := readShipped(t)
 	run := func(manifest []byte) (int, string) {
 		t.Helper()
 		dir := t.TempDir()
@@ -55,4 +54,38 @@ func TestCheckRealApp(t *testing.T) {
 	if code != fault.ExitRejected || !strings.Contains(out, want+"\n") || strings.Count(out, "spec.compose.services") != 1 {
 		t.Fatalf("check --repo with services: [postgres, …]: exit %d, want %d and\n%s\ngot:\n%s", code, fault.ExitRejected, want, out)
 	}
+}
+
+// TestProdSchemaFilesAreTheAppsOrder: manifests/prod.yaml lists the schema
+// files in the order the app's own tools/db-import.sh (on main) imports
+// them, and each is in main's tree.
+func TestProdSchemaFilesAreTheAppsOrder(t *testing.T) {
+	clone := testenv.AppClone(t)
+	tree := testenv.AppTree(t, clone, "main", "db", "tools")
+	script, err := os.ReadFile(filepath.Join(tree, "tools/db-import.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := testenv.ImportScriptOrder(script)
+	env, err := manifest.ParseEnvironment("manifests/prod.yaml", readShipped(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := env.Spec.Schema.Files; !slices.Equal(got, want) {
+		t.Fatalf("manifests/prod.yaml schema.files (%d) differ from main's tools/db-import.sh order (%d):\n got %q\nwant %q", len(got), len(want), got, want)
+	}
+	for _, f := range want {
+		if _, err := os.Stat(filepath.Join(tree, f)); err != nil {
+			t.Errorf("main's tools/db-import.sh imports %s: %v", f, err)
+		}
+	}
+}
+
+func readShipped(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile("../../manifests/prod.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,15 +69,9 @@ func BenchmarkRealApp(b *testing.B) {
 		b.Run("agent", func(b *testing.B) {
 			h := newRealHost(b)
 			h.oldDeploy(commitOld)
-			h.mustPublish(commitCompose)
+			h.mustPublish(commitAdopt)
 			h.once(0)
 			for _, c := range changes {
-				if c.name == "dependency" {
-					// Until the declarative schema step the agent leaves
-					// the database alone: give it the schema this commit's
-					// API needs the app's own way (as the old deployer did).
-					h.importSchema(c.from)
-				}
 				h.mustPublish(c.from)
 				h.once(0)
 				var stop func() loadResult
@@ -130,23 +123,6 @@ func BenchmarkRealApp(b *testing.B) {
 		fmt.Fprintf(&table, "old deployer, failed request: %s\n", f)
 	}
 	b.Log(table.String())
-}
-
-// importSchema runs commit's tools/db-import.sh against the host's
-// database, as the old deployer did (it drops schema app first).
-func (h *realHost) importSchema(commit string) {
-	h.t.Helper()
-	dir := filepath.Join(h.dir, "tmp", "schema-"+commit)
-	os.MkdirAll(dir, 0o755)
-	c := h.cmd("sh", "-c", "git -C "+h.app+" archive "+commit+" | tar -x -C "+dir)
-	if out, err := c.CombinedOutput(); err != nil {
-		h.t.Fatalf("git archive %s: %v\n%s", commit, err, out)
-	}
-	imp := h.cmd("bash", filepath.Join(dir, "tools/db-import.sh"))
-	imp.Dir = dir
-	if out, err := imp.CombinedOutput(); err != nil {
-		h.t.Fatalf("tools/db-import.sh of %s: %v\n%s", commit, err, tail(string(out), 3000))
-	}
 }
 
 // loadResult counts the requests a load generator sent.

@@ -36,27 +36,25 @@ const (
 // guide says.
 const appUser = "cohuron"
 
-// Commits of the app's history (git log --first-parent main). Until the
-// declarative schema step, the agent never touches the database, so each
-// walk stays among commits whose API runs on the schema the old
-// deployer's tools/db-import.sh imported for its host.
+// Commits of the app's history (git log --first-parent main), all since
+// tools/db-import.sh last changed (2025-11-29): manifests/prod.yaml lists
+// its schema files in its order, and each of these commits has them.
 const (
 	// What the Lambda deployer last deployed on the host the migration
-	// starts from: the last commit before the compose file gained rabbitmq
-	// that it could deploy (in the 9 commits after it, tools/db-import.sh
-	// names db/VIII_d_position.ddl, which is gone, and its deploy fails).
-	commitOld = "51120644"
-	// docker-compose.yml gains the rabbitmq service (with changes
-	// everywhere else): the first release, which adopts the old host.
-	commitCompose = "7a06895c"
-	// Parent of the web-only change.
-	commitBeforeWeb = "4a9bc8db"
-	// Web-only: apps/web and docs.
-	commitWeb = "3ffea8d6"
+	// starts from (its tools/db-import.sh laid the database out).
+	commitOld = "859032e9"
+	// The first release, which adopts the old host: API, web and docs
+	// changes, the same schema files (nothing to apply).
+	commitAdopt = "ea4928b3"
 	// Parent of the API-only change.
-	commitBeforeAPI = "851c51a5"
-	// API-only, one line: apps/api/src/modules/workflow-automation/routes.ts.
-	commitAPI = "2d16027e"
+	commitBeforeAPI = commitAdopt
+	// API-only: three files under apps/api/src (a route, a service, a
+	// filter builder).
+	commitAPI = "6d71a94a"
+	// Parent of the web-only change.
+	commitBeforeWeb = "9828b435"
+	// Web-only, one file: apps/web/src/db/cache/hooks/useEntityInstanceData.ts.
+	commitWeb = "161c7f44"
 
 	// A second host, which the old deployer last deployed at the parent
 	// of a dependency change (its database imported for that commit).
@@ -64,6 +62,14 @@ const (
 	// A dependency change: apps/web/package.json and pnpm-lock.yaml gain
 	// date-fns (with the web sources that use it).
 	commitDeps = "c835ff09"
+
+	// Parent of the schema change.
+	commitBeforeSchema = "2eb67f2e"
+	// A schema change: db/entity_configuration_settings/06_entity_rbac.ddl
+	// gains the unique index the API's permission upserts (ON CONFLICT)
+	// need, with the API's changes.
+	commitSchema = "0e847c53"
+
 	// main: its web build fails (index.ts exports a component the same
 	// commit deleted), so it is never published.
 	commitBroken = "be54e1b0"
@@ -273,6 +279,16 @@ func (h *realHost) agent(args ...string) (string, int) {
 	return h.exit(h.cmd("agent", append(args, "--config", h.config)...))
 }
 
+// mustAgent is agent, which must succeed.
+func (h *realHost) mustAgent(args ...string) string {
+	h.t.Helper()
+	out, code := h.agent(args...)
+	if code != 0 {
+		h.t.Fatalf("agent %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
 func (h *realHost) exit(c *exec.Cmd) (string, int) {
 	h.t.Helper()
 	out, err := c.CombinedOutput()
@@ -296,11 +312,7 @@ func (h *realHost) once(want int) string {
 // plan is `agent plan`, which must succeed.
 func (h *realHost) plan() string {
 	h.t.Helper()
-	out, code := h.agent("plan")
-	if code != 0 {
-		h.t.Fatalf("agent plan: exit %d\n%s", code, out)
-	}
-	return out
+	return h.mustAgent("plan")
 }
 
 // pm2Procs lists the processes of a PM2 daemon: name -> pids.

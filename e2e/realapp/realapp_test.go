@@ -13,10 +13,11 @@ import (
 
 // TestRealApp migrates hosts the Lambda deployer laid out to the agent
 // with manifests/prod.yaml as shipped (paths and secret sources aside),
-// then walks real commits of the app's history through them: a compose,
-// a web-only, an API-only and a dependency change, and a commit whose web
-// build fails. Each plan runs only what the change needs; the app answers
-// with the new code after each; not a database row is lost.
+// then walks real commits of the app's history through them: an
+// API-only, a web-only, a schema and a dependency change, a rotated
+// secret, and a commit whose web build fails. Each plan runs only what
+// the change needs; the app answers with the new code after each; not a
+// database row is lost, and a user's delete stays deleted.
 func TestRealApp(t *testing.T) {
 	// The host the migration section of the operator's guide is about.
 	t.Run("migration", func(t *testing.T) {
@@ -24,34 +25,46 @@ func TestRealApp(t *testing.T) {
 		rows := h.oldHost(commitOld)
 
 		// docs/operators-guide.md, "Migrating from the Lambda deployer":
-		// look, then converge. The first release adds rabbitmq to the
-		// compose file: compose keeps the four containers the old script
-		// started and adds one.
+		// look, then converge. Compose keeps the containers the old
+		// script started; the database the old script imported is
+		// adopted as it is: its diff with the release's files is empty.
 		oldContainers := h.containers()
-		if len(oldContainers) != 4 || oldContainers["rabbitmq"] != "" {
-			t.Fatalf("the old deployer's compose services: %v, want db, redis, minio, mailhog", oldContainers)
+		if len(oldContainers) != 5 {
+			t.Fatalf("the old deployer's compose services: %v, want db, redis, minio, mailhog, rabbitmq", oldContainers)
 		}
-		h.adopt(commitCompose, rows)
-		got := h.containers()
-		for _, svc := range []string{"db", "redis", "minio", "mailhog"} {
-			if got[svc] != oldContainers[svc] {
-				t.Errorf("the migration recreated %s: %s -> %s", svc, oldContainers[svc], got[svc])
-			}
+		out := h.adopt(commitAdopt, rows)
+		contains(t, "plan of the first release", out, "schema, declarative:", "the live database has the files' schema")
+		if got := h.containers(); !maps.Equal(got, oldContainers) {
+			t.Errorf("the migration recreated containers: %v -> %v", oldContainers, got)
 		}
-		if got["rabbitmq"] == "" {
-			t.Errorf("the compose change did not bring rabbitmq up: %v", got)
+
+		// The API-only change: the API reloads, nothing is built, the web
+		// keeps running from the release it ran from.
+		webRelease, assets := h.liveRelease(), h.assets()
+		h.timed("publish the API-only change", func() string { return h.mustPublish(commitAPI) })
+		out = h.plan()
+		contains(t, "plan of the API-only change", out,
+			"restart  cohuron-api    inputs changed: apps/api/src/", "apps/api/src/modules/project/routes.ts",
+			"skip install", "skip build    web", "skip restart  cohuron-web", "skip compose", "skip schema")
+		lacks(t, "plan of the API-only change", out, "build    web", "restart  cohuron-web", "install ", "compose ", "schema, declarative")
+		h.timed("converge the API-only change", func() string { return h.once(0) })
+		h.processesRunFrom("cohuron-api", h.liveRelease())
+		h.processesRunFrom("cohuron-web", webRelease)
+		if a := h.assets(); a != assets {
+			t.Fatalf("the web after an API-only change serves %q, was %q", a, assets)
 		}
+		h.loggedIn("after the API-only change")
 
 		// The web-only change: built at publish time once, extracted by
 		// the host, served by a restarted web; the API keeps running.
 		h.converge(commitBeforeWeb)
 		apiRelease := h.liveRelease()
 		assetsBefore := h.assets()
-		out := h.timed("publish the web-only change", func() string { return h.mustPublish(commitWeb) })
+		out = h.timed("publish the web-only change", func() string { return h.mustPublish(commitWeb) })
 		contains(t, "publish of the web-only change", out, "build hook web, built now")
 		out = h.plan()
 		contains(t, "plan of the web-only change", out, "build    web", "inputs changed: apps/web/",
-			"restart  cohuron-web", "skip restart  cohuron-api", "skip install", "skip compose")
+			"restart  cohuron-web", "skip restart  cohuron-api", "skip install", "skip compose", "skip schema")
 		lacks(t, "plan of the web-only change", out, "restart  cohuron-api", "install ", "compose ")
 		h.timed("converge the web-only change", func() string { return h.once(0) })
 		live := h.liveRelease()
@@ -65,23 +78,34 @@ func TestRealApp(t *testing.T) {
 		}
 		h.loggedIn("after the web-only change")
 
-		// The API-only change (one line): the API reloads, nothing is
-		// built, the web keeps running from the release it ran from.
-		h.converge(commitBeforeAPI)
-		webRelease, assets := h.liveRelease(), h.assets()
-		h.timed("publish the API-only change", func() string { return h.mustPublish(commitAPI) })
+		// The schema change: the files are imported into a shadow
+		// database and compared with the live one; the one index they add
+		// is applied (after a dump), rows untouched, while users have
+		// written and deleted rows.
+		h.converge(commitBeforeSchema)
+		h.sql(`INSERT INTO app.project (name) VALUES ('a user''s project')`)
+		deleted := h.sql(`DELETE FROM app.task WHERE id = (SELECT id FROM app.task ORDER BY id LIMIT 1) RETURNING id`)
+		rows["project"]++
+		rows["task"]--
+		h.timed("publish the schema change", func() string { return h.mustPublish(commitSchema) })
 		out = h.plan()
-		contains(t, "plan of the API-only change", out,
-			"restart  cohuron-api    inputs changed: apps/api/src/modules/workflow-automation/routes.ts",
-			"skip install", "skip build    web", "skip restart  cohuron-web", "skip compose")
-		lacks(t, "plan of the API-only change", out, "build    web", "restart  cohuron-web", "install ", "compose ")
-		h.timed("converge the API-only change", func() string { return h.once(0) })
-		h.processesRunFrom("cohuron-api", h.liveRelease())
-		h.processesRunFrom("cohuron-web", webRelease)
-		if a := h.assets(); a != assets {
-			t.Fatalf("the web after an API-only change serves %q, was %q", a, assets)
+		contains(t, "plan of the schema change", out, "schema ", "db/entity_configuration_settings/06_entity_rbac.ddl",
+			"schema, declarative:", "1 statement(s) would bring the live database to the files' schema",
+			`CREATE UNIQUE INDEX "idx_entity_rbac_unique_permission" ON "app"."entity_rbac"`, "restart  cohuron-api")
+		h.timed("converge the schema change", func() string { return h.once(0) })
+		if got := h.sql(`SELECT count(*) FROM pg_indexes WHERE schemaname = 'app' AND indexname = 'idx_entity_rbac_unique_permission'`); got != "1" {
+			t.Fatalf("the index the schema change adds: %s, want 1", got)
 		}
-		h.loggedIn("after the API-only change")
+		if got := h.sql("SELECT count(*) FROM app.task WHERE id = '" + deleted + "'"); got != "0" {
+			t.Fatalf("the task a user deleted (%s) is back", deleted)
+		}
+		if got := h.sql(`SELECT count(*) FROM pg_database WHERE datname LIKE 'cohuron_shadow_%'`); got != "0" {
+			t.Fatalf("%s shadow databases left", got)
+		}
+		h.processesRunFrom("cohuron-api", h.liveRelease())
+		h.loggedIn("after the schema change")
+		h.sameRows(rows, "after the schema change")
+		contains(t, "agent schema diff after the schema change", h.mustAgent("schema", "diff"), "the live database has the files' schema")
 
 		// A secret rotated behind its unchanged reference: the API's env
 		// file is rewritten, the API (only) reloads with the new value.
@@ -164,12 +188,13 @@ func (h *realHost) oldHost(commit string) map[string]int {
 
 // adopt is the guide's migration: the first release, published and
 // looked at, then converged; the old processes are gone, the agent's run
-// as the app user, every row is where it was.
-func (h *realHost) adopt(commit string, rows map[string]int) {
+// as the app user, every row is where it was. It returns the plan.
+func (h *realHost) adopt(commit string, rows map[string]int) string {
 	h.t.Helper()
 	out := h.timed("publish "+commit, func() string { return h.mustPublish(commit) })
 	contains(h.t, "publish", out, "build hook web")
 	out = h.plan()
+	plan := out
 	contains(h.t, "plan of the first release", out, "adopt the plain directory left by the old deploy script",
 		"compose ", "build    web", "extract its artifact built at publish time", "restart  cohuron-api", "restart  cohuron-web")
 	h.timed("first converge (adoption)", func() string { return h.once(0) })
@@ -185,6 +210,7 @@ func (h *realHost) adopt(commit string, rows map[string]int) {
 	if adopted, _ := filepath.Glob(filepath.Join(h.backups, "releases/adopted-*")); len(adopted) != 1 {
 		h.t.Fatalf("adopted trees: %v", adopted)
 	}
+	return plan
 }
 
 // converge publishes commit and converges the host to it.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,6 +346,23 @@ func AppSchemaOrder(t testing.TB) []string {
 	for _, l := range strings.Split(string(data), "\n") {
 		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
 			names = append(names, l)
+		}
+	}
+	return names
+}
+
+var executeSQL = regexp.MustCompile(`execute_sql "\$DB_PATH/([^"]+)"`)
+
+// ImportScriptOrder is the order the real app's tools/db-import.sh (its
+// content, script) imports the schema files in: its execute_sql lines,
+// as paths from the repository root (db/...), each once.
+func ImportScriptOrder(script []byte) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, m := range executeSQL.FindAllSubmatch(script, -1) {
+		if n := "db/" + string(m[1]); !seen[n] {
+			names = append(names, n)
+			seen[n] = true
 		}
 	}
 	return names

@@ -141,9 +141,13 @@ func TestParseProd(t *testing.T) {
 
 	// The file-history schema import refuses the real app's DDL (applied
 	// strictly, 23 of its files fail) and the old deployer's re-import
-	// wiped data: prod declares no schema step until declarative mode.
-	if env.Spec.Schema != nil {
-		t.Errorf("prod declares spec.schema; the file-history import is not for the real app's DDL")
+	// wiped data: prod's schema is declarative, never strict, its first
+	// file the one that creates schema app (cmd/publisher's
+	// TestProdSchemaFilesAreTheAppsOrder compares the list with the app's
+	// tools/db-import.sh).
+	if sc := env.Spec.Schema; !sc.Declarative() || sc.Strict || !reflect.DeepEqual(sc.Schemas, []string{"app"}) ||
+		len(sc.Files) < 50 || sc.Files[0] != "db/01_schema_create.ddl" || sc.AllowDestructive {
+		t.Errorf("prod schema = %+v, want declarative over schema app, not strict, starting with db/01_schema_create.ddl", sc)
 	}
 	// The compose services are the app's own, under their real names.
 	if c := env.Spec.Compose; c == nil || !reflect.DeepEqual(c.Services, []string{"db", "redis", "minio", "mailhog", "rabbitmq"}) || c.Project != "cohuron" {

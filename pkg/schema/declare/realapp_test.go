@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -154,21 +153,16 @@ func insertUserRow(t *testing.T, db *sql.DB, table, name string) string {
 	return ""
 }
 
-var executeSQL = regexp.MustCompile(`execute_sql "\$DB_PATH/([^"]+)"`)
-
 // importOrder is the order the commit's own tools/db-import.sh imports
-// in (its execute_sql lines), as the manifest of that release would list
-// it; without one, orderFor with main's list.
+// in (the files of it that exist), as the manifest of that release would
+// list it; without one, orderFor with main's list.
 func importOrder(t testing.TB, root string, mainOrder []string) []string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, "tools/db-import.sh"))
 	var names []string
-	seen := map[string]bool{}
-	for _, m := range executeSQL.FindAllStringSubmatch(string(data), -1) {
-		n := "db/" + m[1]
-		if _, err := os.Stat(filepath.Join(root, n)); err == nil && !seen[n] {
+	for _, n := range testenv.ImportScriptOrder(data) {
+		if _, err := os.Stat(filepath.Join(root, n)); err == nil {
 			names = append(names, n)
-			seen[n] = true
 		}
 	}
 	if err != nil || len(names) == 0 {
