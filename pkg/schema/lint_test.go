@@ -173,3 +173,25 @@ func TestRealAppTransactionControl(t *testing.T) {
 		t.Errorf("first transaction control at line %d, want 52 (%q)", tc[0].Line, tc[0].Statement)
 	}
 }
+
+// In the live database app, app.app.t is app.t; the shadow is named
+// otherwise, so the files' three-part names lose the database's part —
+// and nothing inside literals, comments, bodies or longer names does.
+func TestAsDatabase(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"SELECT array_agg(id) INTO v_ids FROM app.app.product;", "SELECT array_agg(id) INTO v_ids FROM app.product;"},
+		{"INSERT INTO APP . app.\"Office\" VALUES (1)", "INSERT INTO  app.\"Office\" VALUES (1)"},
+		{"CREATE TABLE IF NOT EXISTS app.app.t (id int REFERENCES app.app.u)", "CREATE TABLE IF NOT EXISTS app.t (id int REFERENCES app.u)"},
+		{"SELECT 'app.app.x', \"app\".app.x -- app.app.x\n", "SELECT 'app.app.x', \"app\".app.x -- app.app.x\n"},
+		{"DO $$ BEGIN PERFORM 1 FROM app.app.x; END $$;", "DO $$ BEGIN PERFORM 1 FROM app.app.x; END $$;"},
+		// Columns: schema.table.column, and db.schema.table.column.
+		{"SELECT app.app.x, app.app.t.c, a.app.app.x FROM app.app", "SELECT app.app.x, app.app.t.c, a.app.app.x FROM app.app"},
+	} {
+		if got := asDatabase(c.in, "app"); got != c.want {
+			t.Errorf("asDatabase(%q)\n = %q\nwant %q", c.in, got, c.want)
+		}
+	}
+	if got := asDatabase("SELECT 1 FROM App.app.x", "App"); got != "SELECT 1 FROM App.app.x" {
+		t.Errorf("a database name with capitals (only quoted it names it) was rewritten: %q", got)
+	}
+}

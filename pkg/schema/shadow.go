@@ -12,10 +12,13 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cohuron/deploy/pkg/proc"
 )
@@ -106,9 +109,23 @@ func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions,
 			im.log().Warn("dropping the shadow database (the next import drops it)", "database", name, "err", derr)
 		}
 	}()
+	// A throwaway database need not wait for its commits to reach the
+	// disk: each statement of the import commits on its own, as under the
+	// app's own importer, and on a durable server (fsync on) that wait is
+	// most of the import. A crash loses the shadow, which is dropped anyway.
+	if err := im.adminExec(ctx, "ALTER DATABASE "+quoteIdent(name)+" SET synchronous_commit = off"); err != nil {
+		return nil, fmt.Errorf("shadow database %s: %w", name, err)
+	}
 	shadowURL, err := withDatabase(im.URL, name)
 	if err != nil {
 		return nil, err
+	}
+	live, err := pgx.ParseConfig(im.URL)
+	if err != nil {
+		return nil, fmt.Errorf("database URL %s: %w", redactURL(im.URL), err)
+	}
+	for i := range texts {
+		texts[i] = asDatabase(texts[i], live.Database)
 	}
 	ws, err := im.importInto(ctx, shadowURL, files, texts, opt.Strict)
 	if err != nil {
@@ -162,6 +179,47 @@ func sqlTexts(files []File) ([]string, error) {
 	}
 	return texts, nil
 }
+
+// asDatabase makes the names db.schema.name of sql (outside literals,
+// comments and dollar-quoted bodies) schema.name. In the live database
+// db PostgreSQL takes one for the other, so the app's own importer, run
+// there, treats them alike; the shadow database has another name, where
+// db.schema.name is a cross-database reference, an error: the statement
+// would be skipped in the shadow and not live (the real app's
+// db/17_inventory.ddl selects INTO a table FROM app.app.product). Only
+// names where a table's stands are changed (after FROM, JOIN, INTO, ...),
+// only an unquoted db, case-insensitively, as PostgreSQL folds it.
+func asDatabase(sql, db string) string {
+	if db == "" || db != strings.ToLower(db) {
+		return sql
+	}
+	toks := tokens(sql, 0, len(sql))
+	var b strings.Builder
+	last := 0
+	part := func(t token) bool { return t.kind == tWord || t.kind == tIdent }
+	for i := 0; i+4 < len(toks); i++ {
+		t := toks[i]
+		if !t.isWord(strings.ToUpper(db)) || !toks[i+1].is(".") || !part(toks[i+2]) || !toks[i+3].is(".") || !part(toks[i+4]) {
+			continue
+		}
+		// Only where a table's name stands: elsewhere (a column) a.b.c is
+		// schema.table.column.
+		if i == 0 || !slices.ContainsFunc(tableWords, toks[i-1].isWord) {
+			continue
+		}
+		b.WriteString(sql[last:t.off])
+		last = toks[i+1].off + 1
+	}
+	if last == 0 {
+		return sql
+	}
+	b.WriteString(sql[last:])
+	return b.String()
+}
+
+// tableWords are the words a table's name follows: where db.schema.name
+// is a table of database db.
+var tableWords = []string{"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "ONLY", "REFERENCES", "TRUNCATE"}
 
 // importInto runs texts (of files) in order with psql against conn, then
 // the failed statements again; it returns the warnings in file order.
