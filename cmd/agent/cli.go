@@ -174,6 +174,9 @@ func (c *CLI) printSchemaDiff(d *agent.SchemaDiff) {
 	for _, r := range d.Refused {
 		fmt.Fprintf(c.out, "  refused %s\n", r)
 	}
+	for _, n := range d.Notes {
+		fmt.Fprintf(c.out, "  note %s\n", n)
+	}
 	for _, w := range d.Warnings {
 		fmt.Fprintf(c.out, "  warning %s\n", firstLine(w.String()))
 	}

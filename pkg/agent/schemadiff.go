@@ -23,6 +23,7 @@ type SchemaDiff struct {
 	Statements   []declare.Statement `json:"statements,omitempty"`
 	Refused      []declare.Refusal   `json:"refused,omitempty"`
 	Warnings     []schema.Warning    `json:"warnings,omitempty"`
+	Notes        []string            `json:"notes,omitempty"` // what a declaration asked that the change does not do
 }
 
 // SchemaDiff imports the running release's schema files into a shadow
@@ -67,7 +68,7 @@ func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir strin
 	}
 	d := &SchemaDiff{Seq: rel.Seq, FirstInstall: first, Warnings: warnings}
 	if p != nil {
-		d.Statements, d.Refused = p.Statements, p.Refused
+		d.Statements, d.Refused, d.Notes = p.Statements, p.Refused, p.Notes
 	}
 	return d, nil
 }

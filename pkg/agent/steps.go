@@ -544,6 +544,9 @@ func (a *Agent) declareSchema(ctx context.Context, im *schema.Importer, rel *man
 	res, err := declare.Converge(ctx, r)
 	if res != nil {
 		a.logWarnings(res.Warnings)
+		for _, n := range res.Notes {
+			a.Log.Warn("schema: " + n)
+		}
 	}
 	var re *declare.RefusedError
 	var se *declare.StatementError

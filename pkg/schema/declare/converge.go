@@ -43,6 +43,7 @@ type Result struct {
 	FirstInstall bool
 	Statements   []Statement      // applied to the live database
 	Warnings     []schema.Warning // statements the import skipped
+	Notes        []string         // what a declaration asked that was not done (Plan.Notes)
 	// AlreadyDone: once the lock was held, the database had these files'
 	// schema (another host sharing it applied them): nothing was run.
 	AlreadyDone bool
@@ -81,7 +82,7 @@ func Converge(ctx context.Context, r Request) (*Result, error) {
 	if err := p.Err(); err != nil {
 		return &Result{Warnings: warnings}, err
 	}
-	out := &Result{Statements: p.Statements, Warnings: warnings}
+	out := &Result{Statements: p.Statements, Warnings: warnings, Notes: p.Notes}
 	p.Statements = append(p.Statements, record...)
 	err = apply(ctx, live, p, r.Importer.LockTimeout, func() { r.crash("schema-applying") }, r.Digest)
 	if errors.Is(err, errAlreadyDone) {

@@ -203,6 +203,15 @@ INSERT INTO app.task VALUES (1, 'seeded'), (2, 'seeded too');`)
 	if p, err := declare.Diff(ctx, live, desired, opt); err != nil || !p.Empty() {
 		t.Fatalf("after applying: %+v, %v; want nothing to do", p, err)
 	}
+	// A reference table the files give no primary key: no row, a note
+	// naming it and why; the rest of the change still goes.
+	execSQL(t, desired, "CREATE TABLE app.keyless (name text); INSERT INTO app.keyless VALUES ('x')")
+	opt.ReferenceData = []string{"app.label", "app.keyless"}
+	p, err = declare.Diff(ctx, live, desired, opt)
+	if err != nil || len(p.Statements) != 1 || !strings.Contains(p.Statements[0].SQL, `CREATE TABLE "app"."keyless"`) ||
+		len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "app.keyless gets no rows: the schema files give it no primary key") {
+		t.Fatalf("a keyless reference table: %+v (notes %q), %v; want the table created, no row, a note", p.Statements, p.Notes, err)
+	}
 	opt.ReferenceData = []string{"app.nosuch"}
 	if _, err := declare.Diff(ctx, live, desired, opt); err == nil || !strings.Contains(err.Error(), "create no table app.nosuch") {
 		t.Fatalf("an unknown reference table: %v", err)

@@ -69,6 +69,9 @@ func (r Refusal) String() string { return r.Object + ": " + r.What + "; " + r.Al
 type Plan struct {
 	Statements []Statement
 	Refused    []Refusal
+	// Notes are what a declaration asked for that the plan does not do,
+	// and why (nothing that loses data: that is Refused).
+	Notes []string
 }
 
 // Empty reports whether live already is the desired schema.
@@ -173,11 +176,11 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 	}
 	p.Statements = append(append(append(append(pre, fns...), tables...), after...), p.Statements...)
 	if len(opt.ReferenceData) > 0 {
-		st, err := referenceRows(ctx, live, desired, opt.ReferenceData)
+		st, notes, err := referenceRows(ctx, live, desired, opt.ReferenceData)
 		if err != nil {
 			return nil, err
 		}
-		p.Statements = append(p.Statements, st...)
+		p.Statements, p.Notes = append(p.Statements, st...), notes
 	}
 	return p, nil
 }

@@ -12,43 +12,46 @@ import (
 // key: the files' rows of a table the app reads as data (entity types,
 // labels, permissions), which a deploy must bring. No row of live is
 // updated or deleted; a row a user deleted from a reference table comes
-// back (it is the files' to say).
-func referenceRows(ctx context.Context, live, desired *sql.DB, tables []string) ([]Statement, error) {
-	var out []Statement
+// back (it is the files' to say). A reference table the files give no
+// primary key cannot be matched: it gets no row, and a note says why
+// (the schema change itself is not held back by a declaration about
+// data; nothing is written, so nothing is lost).
+func referenceRows(ctx context.Context, live, desired *sql.DB, tables []string) (out []Statement, notes []string, err error) {
 	for _, name := range tables {
 		sch, table, ok := strings.Cut(name, ".")
 		if !ok {
-			return nil, filesErr("schema.referenceData: expected schema.table, found %q", name)
+			return nil, nil, filesErr("schema.referenceData: expected schema.table, found %q", name)
 		}
 		rel := quote(sch) + "." + quote(table)
 		var exists bool
 		if err := desired.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !exists {
-			return nil, filesErr("schema.referenceData: the schema files create no table %s", name)
+			return nil, nil, filesErr("schema.referenceData: the schema files create no table %s", name)
 		}
 		pk, err := column(ctx, desired, `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)`, rel)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(pk) == 0 {
-			return nil, filesErr("schema.referenceData: %s has no primary key in the schema files: its rows cannot be matched with live's", name)
+			notes = append(notes, fmt.Sprintf("schema.referenceData: %s gets no rows: the schema files give it no primary key, so its rows cannot be matched with live's (give it one in its file)", name))
+			continue
 		}
 		cols, err := column(ctx, desired, `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, rel)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		key := "jsonb_build_array(" + quoteAll(pk) + ")::text"
 		have := map[string]bool{}
 		if err := live.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, rel).Scan(&exists); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if exists {
 			keys, err := column(ctx, live, "SELECT "+key+" FROM "+rel)
 			if err != nil {
-				return nil, fmt.Errorf("reading the keys of %s in the live database: %w", name, err)
+				return nil, nil, fmt.Errorf("reading the keys of %s in the live database: %w", name, err)
 			}
 			for _, k := range keys {
 				have[k] = true
@@ -56,14 +59,14 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.ind
 		}
 		rows, err := desired.QueryContext(ctx, "SELECT "+key+", to_jsonb(t)::text FROM "+rel+" t")
 		if err != nil {
-			return nil, fmt.Errorf("reading %s in the shadow database: %w", name, err)
+			return nil, nil, fmt.Errorf("reading %s in the shadow database: %w", name, err)
 		}
 		var missing []string
 		for rows.Next() {
 			var k, row string
 			if err := rows.Scan(&k, &row); err != nil {
 				_ = rows.Close()
-				return nil, err
+				return nil, nil, err
 			}
 			if !have[k] {
 				missing = append(missing, row)
@@ -71,7 +74,7 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.ind
 		}
 		_ = rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(missing) == 0 {
 			continue
@@ -90,7 +93,7 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.ind
 		// collides.
 		seqCols, err := column(ctx, desired, `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND pg_get_serial_sequence($2, attname::text) IS NOT NULL ORDER BY attnum`, rel, rel)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, c := range seqCols {
 			lit := "'" + strings.ReplaceAll(rel, "'", "''") + "'"
@@ -101,7 +104,7 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.ind
 			})
 		}
 	}
-	return out, nil
+	return out, notes, nil
 }
 
 func column(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
