@@ -177,6 +177,9 @@ func (c *CLI) printSchemaDiff(d *agent.SchemaDiff) {
 	for _, n := range d.Notes {
 		fmt.Fprintf(c.out, "  note %s\n", n)
 	}
+	for _, l := range d.Order.Lines() {
+		fmt.Fprintf(c.out, "  %s\n", l)
+	}
 	for _, w := range d.Warnings {
 		fmt.Fprintf(c.out, "  warning %s\n", firstLine(w.String()))
 	}

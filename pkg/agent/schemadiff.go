@@ -24,6 +24,10 @@ type SchemaDiff struct {
 	Refused      []declare.Refusal   `json:"refused,omitempty"`
 	Warnings     []schema.Warning    `json:"warnings,omitempty"`
 	Notes        []string            `json:"notes,omitempty"` // what a declaration asked that the change does not do
+	// Order is an order of the files in which no statement fails because
+	// of the order, when some did (schema diff tries it; plan reads it
+	// from the errors).
+	Order *schema.OrderHint `json:"order,omitempty"`
 }
 
 // SchemaDiff imports the running release's schema files into a shadow
@@ -42,12 +46,13 @@ func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
 		return nil, fault.Usage(fmt.Errorf("the running release (seq %d) has schema.mode %q: schema diff compares declarative schemas (schema.mode: declarative)", st.Current.Seq, sc.Mode))
 	}
 	rel := currentAsRelease(st.Current)
-	return a.diffSchema(ctx, rel, st.Current.Dir)
+	return a.diffSchema(ctx, rel, st.Current.Dir, true)
 }
 
 // diffSchema compares the live database with the schema files of rel,
-// found under dir (checked against rel's digests).
-func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir string) (*SchemaDiff, error) {
+// found under dir (checked against rel's digests). With tryOrder, an
+// order hint is tried (OrderThatWorks: more shadow imports).
+func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir string, tryOrder bool) (*SchemaDiff, error) {
 	sc := rel.Spec.Schema
 	files, err := schema.Load(dir, rel.SchemaOrder())
 	if err != nil {
@@ -68,7 +73,12 @@ func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir strin
 	}
 	d := &SchemaDiff{Seq: rel.Seq, FirstInstall: first, Warnings: warnings}
 	if p != nil {
-		d.Statements, d.Refused, d.Notes = p.Statements, p.Refused, p.Notes
+		d.Statements, d.Refused, d.Notes, d.Order = p.Statements, p.Refused, p.Notes, p.Order
+	}
+	if tryOrder && d.Order != nil {
+		if d.Order, err = im.OrderThatWorks(ctx, files, warnings, schema.ShadowOptions{Host: a.Cfg.HostID + "-order"}); err != nil {
+			return nil, fmt.Errorf("trying an order of the schema files without order problems: %w", err)
+		}
 	}
 	return d, nil
 }
@@ -104,5 +114,5 @@ func (a *Agent) planSchema(ctx context.Context, rel *manifest.Release) (*SchemaD
 			return nil, err
 		}
 	}
-	return a.diffSchema(ctx, rel, dir)
+	return a.diffSchema(ctx, rel, dir, false)
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,6 +212,46 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// An order hint is read from what the failing statements name and the
+// files that create it, then tried: moving one file can make another
+// fail (here the view, once its table moved after it), which the next
+// round reads and fixes.
+func TestOrderThatWorks(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	f := newFixture(t, pg, "order_hint")
+	for n, s := range map[string]string{
+		"db/0.ddl": "CREATE SCHEMA app;\n",
+		"db/a.ddl": "CREATE TABLE app.x (id int PRIMARY KEY, y int REFERENCES app.y (id));\n",
+		"db/b.ddl": "CREATE VIEW app.vx AS SELECT * FROM app.x;\n",
+		"db/c.ddl": "CREATE TABLE IF NOT EXISTS app.y (id int PRIMARY KEY);\n",
+	} {
+		f.write(n, s)
+	}
+	files := f.load("db/0.ddl", "db/a.ddl", "db/b.ddl", "db/c.ddl")
+	res, err := f.importer().Shadow(ctx, files, schema.ShadowOptions{Host: "order"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := schema.HintOrder(files, res.Warnings)
+	if h == nil || len(h.Moves) != 1 || h.Moves[0].String() != "db/a.ddl after db/c.ddl (db/a.ddl:1 needs app.y)" {
+		t.Fatalf("hint from the errors = %+v (warnings %v)", h, res.Warnings)
+	}
+	h, err = f.importer().OrderThatWorks(ctx, files, res.Warnings, schema.ShadowOptions{Host: "order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"db/0.ddl", "db/c.ddl", "db/a.ddl", "db/b.ddl"}; h == nil || !h.Verified || !slices.Equal(h.Order, want) {
+		t.Fatalf("order that works = %+v, want %v, verified", h, want)
+	}
+	if lines := h.Lines(); len(lines) != 7 || !strings.Contains(lines[0], "imported to check") || lines[3] != "  - db/0.ddl" {
+		t.Errorf("lines:\n%s", strings.Join(lines, "\n"))
+	}
+	if got := shadows(t, pg.URL); len(got) != 0 {
+		t.Errorf("shadows left: %v", got)
+	}
 }
 
 // TestShadowRealApp imports the real app's db/ at the head of main, in

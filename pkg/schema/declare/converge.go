@@ -10,6 +10,9 @@ import (
 	"github.com/cohuron/deploy/pkg/schema"
 )
 
+// OrderHint is an order of the files without order problems (Plan.Order).
+type OrderHint = schema.OrderHint
+
 // Request is a declarative release's schema step.
 type Request struct {
 	Importer *schema.Importer // the live database
@@ -161,6 +164,7 @@ func preview(ctx context.Context, live *sql.DB, r Request) (*Plan, []schema.Warn
 	if err != nil {
 		return nil, nil, err
 	}
+	p.Order = schema.HintOrder(r.Files, res.Warnings)
 	return p, res.Warnings, nil
 }
 

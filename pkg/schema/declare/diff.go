@@ -72,6 +72,10 @@ type Plan struct {
 	// Notes are what a declaration asked for that the plan does not do,
 	// and why (nothing that loses data: that is Refused).
 	Notes []string
+	// Order, when statements of the files failed only because of their
+	// order, is an order of the files that avoids it (read from the
+	// errors, not tried: schema.Importer.OrderThatWorks tries it).
+	Order *OrderHint
 }
 
 // Empty reports whether live already is the desired schema.
