@@ -4,16 +4,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/cohuron/deploy/pkg/manifest"
 	"github.com/cohuron/deploy/pkg/plan"
 	"github.com/cohuron/deploy/pkg/release"
+	"github.com/cohuron/deploy/pkg/schema"
+	"github.com/cohuron/deploy/pkg/schema/declare"
 )
 
 type previewOptions struct {
 	env, manifest string
+	schemaServer  string
 	markdown      bool
 	json          bool
 	store         storeFlags
@@ -25,17 +29,33 @@ func (o *previewOptions) addFlags(fs flagSet) {
 	fs.StringVar(&o.manifest, "manifest", "", "the changed environment manifest (default manifests/ENV.yaml)")
 	fs.BoolVar(&o.markdown, "markdown", false, "print Markdown (for a pull request's job summary)")
 	fs.BoolVar(&o.json, "json", false, "print the current and next release, the plan and the hosts as JSON")
+	fs.StringVar(&o.schemaServer, "schema-server", "", "a PostgreSQL server (URL, a role with CREATEDB) where a declarative schema change is previewed: the running release's and the new release's schema files are imported into scratch databases there and compared, statement by statement; its database name stands for the hosts' (default: the schema files changed are listed, not the statements)")
 }
 
 // previewResult is what --json prints.
 type previewResult struct {
-	Env           string       `json:"env"`
-	CurrentSeq    uint64       `json:"currentSeq"`
-	NextSeq       uint64       `json:"nextSeq"`
-	ConfigChanged bool         `json:"configChanged"`
-	Changed       []string     `json:"changedInputs"`
-	Plan          plan.Plan    `json:"plan"`
-	Hosts         []hostStatus `json:"hosts"`
+	Env           string    `json:"env"`
+	CurrentSeq    uint64    `json:"currentSeq"`
+	NextSeq       uint64    `json:"nextSeq"`
+	ConfigChanged bool      `json:"configChanged"`
+	Changed       []string  `json:"changedInputs"`
+	Plan          plan.Plan `json:"plan"`
+	// Schema is the declarative schema change, statement by statement,
+	// when --schema-server let the preview compute it.
+	Schema *schemaPreview `json:"schema,omitempty"`
+	Hosts  []hostStatus   `json:"hosts"`
+}
+
+// schemaPreview is what a declarative schema change runs on a host whose
+// database has the running release's schema.
+type schemaPreview struct {
+	// NotComputed says why the statements are not listed.
+	NotComputed string              `json:"notComputed,omitempty"`
+	Statements  []declare.Statement `json:"statements,omitempty"`
+	Refused     []declare.Refusal   `json:"refused,omitempty"`
+	Notes       []string            `json:"notes,omitempty"`
+	Warnings    []schema.Warning    `json:"warnings,omitempty"`
+	Order       *schema.OrderHint   `json:"order,omitempty"`
 }
 
 // preview prints what publishing a changed environment manifest would do
@@ -85,6 +105,11 @@ func (c *CLI) preview(ctx context.Context, args []string) error {
 		Changed:       changedInputs(&cur.Inputs, &pv.Next.Inputs),
 		Plan:          plan.Preview(plan.Desired{Release: cur, Digest: pv.Current.Digest}, plan.Desired{Release: pv.Next, Digest: pv.NextDigest}),
 	}
+	if pv.SchemaFiles != nil {
+		if res.Schema, err = c.previewSchema(ctx, pv, o.schemaServer); err != nil {
+			return err
+		}
+	}
 	if res.Hosts, _, err = c.hostStatuses(ctx, st, o.env); err != nil {
 		return err
 	}
@@ -97,6 +122,46 @@ func (c *CLI) preview(ctx context.Context, args []string) error {
 		writePreviewText(c.out, o.manifest, pv, res)
 	}
 	return nil
+}
+
+// previewSchema compares the schema files of the running and the next
+// release on server (scratch databases, dropped afterwards), as a host
+// whose database has the running release's schema would.
+func (c *CLI) previewSchema(ctx context.Context, pv *release.Preview, server string) (*schemaPreview, error) {
+	if server == "" {
+		return &schemaPreview{NotComputed: "pass --schema-server URL (a PostgreSQL server where scratch databases may be created) to list the statements; agent plan on a host lists them against its live database"}, nil
+	}
+	dir, err := os.MkdirTemp("", "publisher-preview-schema-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	for name, data := range pv.SchemaFiles {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	cur, next := pv.Current.Release, pv.Next
+	from, err := schema.Load(dir, cur.SchemaOrder())
+	if err != nil {
+		return nil, err
+	}
+	to, err := schema.Load(dir, next.SchemaOrder())
+	if err != nil {
+		return nil, err
+	}
+	sc := next.Spec.Schema
+	im := &schema.Importer{URL: server, Log: c.log, Now: c.now, Env: []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8"}}
+	p, warnings, err := declare.Compare(ctx, im, from, to, sc.Strict, "publisher-preview",
+		declare.Options{Schemas: sc.Schemas, Renames: sc.Renames, Drops: sc.Drops, ReferenceData: sc.ReferenceData})
+	if err != nil {
+		return nil, fmt.Errorf("previewing the schema change on --schema-server: %w", err)
+	}
+	return &schemaPreview{Statements: p.Statements, Refused: p.Refused, Notes: p.Notes, Warnings: warnings, Order: p.Order}, nil
 }
 
 // changedInputs names the converge inputs whose digest differs.
@@ -154,6 +219,30 @@ func writePreviewText(w io.Writer, manifestFile string, pv *release.Preview, res
 	for _, s := range res.Plan.Skipped {
 		fmt.Fprintf(w, "  skip %s\n", s)
 	}
+	if sp := res.Schema; sp != nil {
+		fmt.Fprintf(w, "schema, declarative: ")
+		switch {
+		case sp.NotComputed != "":
+			fmt.Fprintf(w, "statements not computed: %s\n", sp.NotComputed)
+		default:
+			fmt.Fprintf(w, "%d statement(s) on a database with release %d's schema\n", len(sp.Statements), res.CurrentSeq)
+		}
+		for _, st := range sp.Statements {
+			fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(st.String(), "\n", "\n    "))
+		}
+		for _, r := range sp.Refused {
+			fmt.Fprintf(w, "  refused %s\n", r)
+		}
+		for _, n := range sp.Notes {
+			fmt.Fprintf(w, "  note %s\n", n)
+		}
+		for _, wn := range sp.Warnings {
+			fmt.Fprintf(w, "  warning %s\n", firstLine(wn.String()))
+		}
+		for _, l := range sp.Order.Lines() {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
 	if len(res.Hosts) == 0 {
 		fmt.Fprintf(w, "no host has reported for %s yet\n", res.Env)
 	}
@@ -173,6 +262,33 @@ func writePreviewMarkdown(w io.Writer, manifestFile string, pv *release.Preview,
 		fmt.Fprintf(w, "\nNot run:\n\n| step | target | why not |\n|---|---|---|\n")
 		for _, s := range res.Plan.Skipped {
 			fmt.Fprintf(w, "| %s | %s | %s |\n", s.Kind, mdCell(s.Target), mdCell(s.Reason))
+		}
+	}
+	if sp := res.Schema; sp != nil {
+		fmt.Fprintf(w, "\n#### Schema (declarative)\n\n")
+		if sp.NotComputed != "" {
+			fmt.Fprintf(w, "Statements not computed: %s.\n", sp.NotComputed)
+		} else {
+			fmt.Fprintf(w, "On a database with release %d's schema: %d statement(s), %d refused.\n\n", res.CurrentSeq, len(sp.Statements), len(sp.Refused))
+			if len(sp.Statements) > 0 {
+				fmt.Fprintf(w, "```sql\n")
+				for _, st := range sp.Statements {
+					fmt.Fprintf(w, "%s;\n", st)
+				}
+				fmt.Fprintf(w, "```\n")
+			}
+			for _, r := range sp.Refused {
+				fmt.Fprintf(w, "- **refused** %s\n", mdCell(r.String()))
+			}
+			for _, n := range sp.Notes {
+				fmt.Fprintf(w, "- note: %s\n", mdCell(n))
+			}
+			if len(sp.Warnings) > 0 {
+				fmt.Fprintf(w, "- %d statement(s) of the files fail in the import and are skipped, as psql skips them\n", len(sp.Warnings))
+			}
+			if h := sp.Order; h != nil && len(h.Moves) > 0 {
+				fmt.Fprintf(w, "- %d statement(s) fail only because of the files' order; `agent schema diff` on a host prints an order that avoids it\n", len(h.Moves))
+			}
 		}
 	}
 	fmt.Fprintf(w, "\n#### Hosts\n\n")
@@ -197,4 +313,9 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }

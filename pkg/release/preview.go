@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 
+	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/fault"
 	"github.com/cohuron/deploy/pkg/manifest"
 )
@@ -25,7 +28,14 @@ type Preview struct {
 	// Builds names the publish-time hooks a publish would build (their
 	// inputs changed); their artifacts in Next are placeholders.
 	Builds []string
+	// SchemaFiles holds, when both releases have a declarative schema
+	// and its digest changes, the schema files either release imports,
+	// read from the verified bundle they share (name -> content).
+	SchemaFiles map[string][]byte
 }
+
+// maxSchemaBytes bounds the schema files a preview reads.
+const maxSchemaBytes = 64 << 20
 
 // Preview computes the config-only release req would publish. req.Policy
 // is required: the current release is verified before anything is read
@@ -61,6 +71,17 @@ func (p *Publisher) Preview(ctx context.Context, req Request) (*Preview, error) 
 		pv.Builds = append(pv.Builds, h.Name)
 		next.Artifacts = append(next.Artifacts, manifest.Artifact{Hook: h.Name, Inputs: in,
 			BundleRef: manifest.BundleRef{Key: ArtifactKey(h.Name, in), SHA256: strings.Repeat("0", 64), Size: 1, Files: 1}})
+	}
+	if c, n := cur.Release.Spec.Schema, next.Spec.Schema; c.Declarative() && n.Declarative() && cur.Release.Inputs.Schema.Digest != next.Inputs.Schema.Digest {
+		f, err := os.Open(b.Path)
+		if err != nil {
+			return nil, err
+		}
+		pv.SchemaFiles, err = bundle.ReadFiles(f, append(cur.Release.SchemaOrder(), next.SchemaOrder()...), maxSchemaBytes)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("schema files of the bundle of release %d: %w", cur.Release.Seq, err)
+		}
 	}
 	raw, err := Marshal(next)
 	if err != nil {
