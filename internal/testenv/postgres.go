@@ -76,6 +76,11 @@ type PostgresOptions struct {
 	// those only with a password (scram-sha-256): postgres has none, so
 	// only roles a test gave a password log in from there.
 	ListenBridges bool
+	// Durable keeps PostgreSQL's default durability (fsync,
+	// synchronous_commit and full_page_writes on), as a production server
+	// (the app's db container) runs; the default turns them off, which
+	// tests do not need. Benchmarks of database work use it.
+	Durable bool
 }
 
 // bridgeHBA is pg_hba.conf with ListenBridges.
@@ -160,13 +165,15 @@ func StartPostgresOpts(t testing.TB, opts PostgresOptions) *Postgres {
 	if err != nil {
 		t.Fatal(err)
 	}
+	args := []string{"-D", data, "-p", strconv.Itoa(port), "-k", sock,
+		"-c", "listen_addresses=" + listen, "-c", "max_connections=50"}
+	if !opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
 	p, err := proc.Start(ctx, proc.Cmd{
 		Name: filepath.Join(bin, "postgres"),
-		Args: []string{"-D", data, "-p", strconv.Itoa(port), "-k", sock,
-			"-c", "listen_addresses=" + listen, "-c", "fsync=off",
-			"-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=50"},
-		Env: env, User: runAs, Output: logf,
+		Args: args,
+		Env:  env, User: runAs, Output: logf,
 	})
 	if err != nil {
 		logf.Close()

@@ -36,7 +36,9 @@ func BenchmarkColumnAdd(b *testing.B) {
 		b.Fatalf("db/11_project.ddl at main has no line %q to add a column after", anchor)
 	}
 
-	pg := testenv.StartPostgres(b)
+	// PostgreSQL's default durability, as the app's db container runs:
+	// each commit waits for the disk, for both ways alike.
+	pg := testenv.StartPostgresOpts(b, testenv.PostgresOptions{Durable: true})
 	oldURL := pg.CreateAppDB(b) // database app, role app: what db-import.sh expects
 	admin := openDB(b, pg.URL)
 	if _, err := admin.Exec(`CREATE DATABASE agentdb OWNER app`); err != nil {
