@@ -44,17 +44,18 @@ const (
 	// starts from (its tools/db-import.sh laid the database out).
 	commitOld = "859032e9"
 	// The first release, which adopts the old host: API, web and docs
-	// changes, the same schema files (nothing to apply).
-	commitAdopt = "ea4928b3"
-	// Parent of the API-only change.
-	commitBeforeAPI = commitAdopt
-	// API-only: three files under apps/api/src (a route, a service, a
-	// filter builder).
-	commitAPI = "6d71a94a"
+	// changes, the same schema files.
+	commitAdopt = "161c7f44"
 	// Parent of the web-only change.
-	commitBeforeWeb = "9828b435"
-	// Web-only, one file: apps/web/src/db/cache/hooks/useEntityInstanceData.ts.
-	commitWeb = "161c7f44"
+	commitBeforeWeb = commitAdopt
+	// Web-only: seven files under apps/web/src (the entity cache's hooks
+	// and types, a page).
+	commitWeb = "c64548e9"
+	// Parent of the API-only change.
+	commitBeforeAPI = "f651bcbb"
+	// API-only: routes of nine modules under apps/api/src/modules moved
+	// onto a shared entity route factory.
+	commitAPI = "ddb23d0d"
 
 	// A second host, which the old deployer last deployed at the parent
 	// of a dependency change (its database imported for that commit).

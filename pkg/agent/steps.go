@@ -186,7 +186,7 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		if sc.Declarative() {
 			var done bool
 			if done, err = im.Declared(ctx, rel.Inputs.Schema.Digest); err == nil && !done {
-				p.Changes = []schema.Change{{File: sc.Dir, Why: "declarative: the files changed; imported into a shadow database and compared with the live one at converge"}}
+				p.Changes = []schema.Change{{File: sc.Dir, Why: "declarative: " + schemaChanges(cur, rel) + "; imported into a shadow database and compared with the live one at converge"}}
 			}
 		} else {
 			p, err = im.Pending(ctx, files, seeds)
@@ -222,6 +222,41 @@ func servicesUp(svcs map[string]plan.Service, names []string) bool {
 func firstLine(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
+}
+
+// schemaChanges says what differs in rel's declarative schema from the
+// running release's, by the signed digests: the files added, changed and
+// removed (the first few), or the declarations.
+func schemaChanges(cur *state.Release, rel *manifest.Release) string {
+	if cur == nil || cur.Spec == nil || cur.Spec.Schema == nil {
+		return "the files of a first release"
+	}
+	had := cur.Inputs.Schema.Files
+	var changed []string
+	for _, f := range rel.SchemaOrder() {
+		switch sum, ok := had[f]; {
+		case !ok:
+			changed = append(changed, f+" added")
+		case sum != rel.Inputs.Schema.Files[f]:
+			changed = append(changed, f+" changed")
+		}
+	}
+	var removed []string
+	for f := range had {
+		if _, ok := rel.Inputs.Schema.Files[f]; !ok {
+			removed = append(removed, f+" removed")
+		}
+	}
+	slices.Sort(removed)
+	changed = append(changed, removed...)
+	switch n := len(changed); {
+	case n == 0:
+		return "the files as before, the order or the declarations changed"
+	case n > 3:
+		return strings.Join(changed[:3], ", ") + fmt.Sprintf(" and %d more", n-3)
+	default:
+		return strings.Join(changed, ", ")
+	}
 }
 
 // schemaFiles lists the release's schema files with their signed digests.

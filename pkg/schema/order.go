@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -57,12 +58,24 @@ func (h *OrderHint) Lines() []string {
 	default:
 		out = append(out, "order: statements failed because of the order; moving these files avoids it (read from the errors, not tried: agent schema diff tries it):")
 	}
-	for i, m := range h.Moves {
+	// One line a file: the files it must follow, and what it needs.
+	var files []string
+	after, needs := map[string][]string{}, map[string][]string{}
+	for _, m := range h.Moves {
+		if _, ok := after[m.File]; !ok {
+			files = append(files, m.File)
+		}
+		if !slices.Contains(after[m.File], m.After) {
+			after[m.File] = append(after[m.File], m.After)
+		}
+		needs[m.File] = append(needs[m.File], fmt.Sprintf("%s (line %d)", m.Needs, m.Line))
+	}
+	for i, f := range files {
 		if i == 10 {
-			out = append(out, fmt.Sprintf("  (%d more moves)", len(h.Moves)-i))
+			out = append(out, fmt.Sprintf("  (%d more files to move)", len(files)-i))
 			break
 		}
-		out = append(out, "  move "+m.String())
+		out = append(out, fmt.Sprintf("  move %s after %s: it needs %s", f, strings.Join(after[f], ", "), strings.Join(needs[f], ", ")))
 	}
 	if h.Verified || h.Left > 0 {
 		for _, f := range h.Order {
