@@ -111,7 +111,7 @@ func TestRealApp(t *testing.T) {
 		h.timed("publish the API-only change", func() string { return h.mustPublish(commitAPI) })
 		out = h.plan()
 		contains(t, "plan of the API-only change", out,
-			"restart  cohuron-api    inputs changed: apps/api/src/", "apps/api/src/modules/worksite/routes.ts",
+			"restart  cohuron-api    inputs changed: apps/api/src/lib/universal-crud-factory.ts added, apps/api/src/modules/business/routes.ts",
 			"skip install", "skip build    web", "skip restart  cohuron-web", "skip compose", "skip schema")
 		lacks(t, "plan of the API-only change", out, "build    web", "restart  cohuron-web", "install ", "compose ", "schema, declarative")
 		h.timed("converge the API-only change", func() string { return h.once(0) })
