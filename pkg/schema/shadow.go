@@ -111,8 +111,8 @@ func (im *Importer) Shadow(ctx context.Context, files []File, opt ShadowOptions,
 	}()
 	// A throwaway database need not wait for its commits to reach the
 	// disk: each statement of the import commits on its own, as under the
-	// app's own importer, and on a durable server (fsync on) that wait is
-	// most of the import. A crash loses the shadow, which is dropped anyway.
+	// app's own importer, and on a durable server each would wait for a
+	// flush. A crash loses the shadow, which is dropped anyway.
 	if err := im.adminExec(ctx, "ALTER DATABASE "+quoteIdent(name)+" SET synchronous_commit = off"); err != nil {
 		return nil, fmt.Errorf("shadow database %s: %w", name, err)
 	}
@@ -217,6 +217,77 @@ func asDatabase(sql, db string) string {
 	return b.String()
 }
 
+// batch is consecutive files of an import run by one psql: each as in a
+// session of its own (the app's importer runs psql once a file), since
+// between two files the script ends any transaction the first left open
+// and resets the session (ROLLBACK; DISCARD ALL: settings such as
+// search_path, temporary tables, prepared statements, the role). It
+// saves a psql process and a connection a file, about half the import.
+type batch struct {
+	script string
+	names  []string
+	starts []int // the script line each file's first line is on
+	lines  []int // each file's lines
+}
+
+// batchSeparator ends a file's session state before the next file.
+const batchSeparator = "ROLLBACK;\nDISCARD ALL;\n"
+
+// batchFrom is the batch of files[start:] that runs in one psql: up to
+// the first file that does not end outside every literal, identifier,
+// comment and dollar-quoted body (psql would join it with what follows;
+// run alone, it ends at its end), which runs alone.
+func batchFrom(files []File, texts []string, start int) batch {
+	var b batch
+	var sb strings.Builder
+	line := 1
+	for i := start; i < len(files); i++ {
+		clean := endsClean(texts[i])
+		if !clean && len(b.names) > 0 {
+			break
+		}
+		text := texts[i]
+		if !strings.HasSuffix(text, "\n") {
+			text += "\n"
+		}
+		n := strings.Count(text, "\n")
+		b.names, b.starts, b.lines = append(b.names, files[i].Name), append(b.starts, line), append(b.lines, n)
+		sb.WriteString(text)
+		if !clean {
+			break // alone: psql sends what is left at the end of its input
+		}
+		// A last statement without its semicolon: psql sends it at the
+		// end of a file's input, so it is ended here.
+		sb.WriteString(";\n" + batchSeparator)
+		line += n + 1 + strings.Count(batchSeparator, "\n")
+	}
+	b.script = sb.String()
+	return b
+}
+
+// locate maps a line of the batch's script to the file and line psql
+// would have reported running that file alone.
+func (b batch) locate(line int) (string, int) {
+	for i := len(b.starts) - 1; i >= 0; i-- {
+		if line >= b.starts[i] {
+			return b.names[i], min(line-b.starts[i]+1, b.lines[i])
+		}
+	}
+	return b.names[0], line
+}
+
+// endsClean reports whether sql ends outside every literal, quoted
+// identifier, comment and dollar-quoted body, as far as this package's
+// lexer (PostgreSQL's rules) sees: a statement appended after it is
+// read as a statement of its own.
+func endsClean(sql string) bool {
+	const probe = "\n;\nSELECT 1;"
+	s := sql + probe
+	toks := tokens(s, 0, len(s))
+	n := len(toks)
+	return n >= 3 && toks[n-3].isWord("SELECT") && toks[n-3].off == len(sql)+3 && toks[n-2].kind == tNumber && toks[n-1].is(";")
+}
+
 // tableWords are the words a table's name follows: where db.schema.name
 // is a table of database db.
 var tableWords = []string{"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "ONLY", "REFERENCES", "TRUNCATE"}
@@ -225,19 +296,21 @@ var tableWords = []string{"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "
 // the failed statements again; it returns the warnings in file order.
 func (im *Importer) importInto(ctx context.Context, conn string, files []File, texts []string, strict bool) ([]Warning, error) {
 	var out, failed []Warning
-	for i, f := range files {
-		ws, err := im.psqlScript(ctx, conn, texts[i], strict)
+	for start := 0; start < len(files); {
+		b := batchFrom(files, texts, start)
+		ws, err := im.psqlScript(ctx, conn, b.script, strict)
 		for j := range ws {
-			ws[j].File = f.Name
+			ws[j].File, ws[j].Line = b.locate(ws[j].Line)
 		}
 		if err != nil {
 			if strict && len(ws) > 0 {
-				return nil, &FileError{File: f.Name, Line: ws[0].Line, Refused: true,
+				return nil, &FileError{File: ws[0].File, Line: ws[0].Line, Refused: true,
 					Err: fmt.Errorf("%s (schema.strict: true refuses any failing statement)", ws[0].Message)}
 			}
-			return nil, fmt.Errorf("importing %s: %w", f.Name, err)
+			return nil, fmt.Errorf("importing %s: %w", strings.Join(b.names, ", "), err)
 		}
 		failed = append(failed, ws...)
+		start += len(b.names)
 	}
 	// A statement that drops or deletes is not run again: after the
 	// rest it would remove what the rest created.

@@ -214,6 +214,53 @@ func mustURL(t *testing.T, s string) *url.URL {
 	return u
 }
 
+// Files run in one psql, each as in a session of its own: a search_path
+// or an open transaction of one file does not reach the next; each
+// failure is reported at its own file and line; a file that ends inside
+// a literal runs alone, as it would.
+func TestImportBatches(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	f := newFixture(t, pg, "batches")
+	for n, s := range map[string]string{
+		"db/1.ddl": "CREATE SCHEMA app;\nSET search_path TO app, public;\nCREATE TABLE t1 (id int);\nBEGIN;\nCREATE TABLE app.left_open (id int);\n",
+		// Unqualified: public, as in a new session (not app).
+		"db/2.ddl": "CREATE TABLE t2 (id int);\nSELECT nosuch;\nCREATE TABLE app.t3 (id int)", // no final semicolon
+		"db/3.ddl": "CREATE TABLE app.t4 (id int);\n\nSELECT 1/0;\n",
+		"db/4.ddl": "CREATE TABLE app.t5 (id int);\nSELECT 'unterminated;\n",
+		"db/5.ddl": "CREATE TABLE app.t6 (id int);\nSELECT alsonosuch;\n",
+	} {
+		f.write(n, s)
+	}
+	var tables []string
+	res, err := f.importer().Shadow(ctx, f.load("db/1.ddl", "db/2.ddl", "db/3.ddl", "db/4.ddl", "db/5.ddl"), schema.ShadowOptions{Host: "batches"}, func(ctx context.Context, u string) error {
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema IN ('app', 'public') ORDER BY 1")
+		if err != nil {
+			return err
+		}
+		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"app.t1", "app.t3", "app.t4", "app.t5", "app.t6", "public.t2"}; !slices.Equal(tables, want) {
+		t.Errorf("tables %v, want %v (the open transaction rolled back, t2 in public)", tables, want)
+	}
+	var got []string
+	for _, w := range res.Warnings {
+		got = append(got, fmt.Sprintf("%s:%d", w.File, w.Line))
+	}
+	if want := []string{"db/2.ddl:2", "db/3.ddl:3", "db/4.ddl:2", "db/5.ddl:2"}; !slices.Equal(got, want) {
+		t.Errorf("warnings at %v, want %v:\n%v", got, want, res.Warnings)
+	}
+}
+
 // An order hint is read from what the failing statements name and the
 // files that create it, then tried: moving one file can make another
 // fail (here the view, once its table moved after it), which the next
