@@ -138,7 +138,7 @@ func (a *Agent) Plan(ctx context.Context) (*Outcome, error) {
 	}
 	err = a.preflight(&d.v.Release.Spec)
 	if err == nil {
-		err = a.schemaPreflight(ctx, d.v.Release, p, d.obs)
+		err = schemaPreflight(p, d.obs)
 	}
 	return out, planPreflight(out, err)
 }
@@ -165,24 +165,16 @@ func (a *Agent) preflight(spec *manifest.Spec) error {
 	return preflight.Check(spec, a.ToolEnv).Err()
 }
 
-// schemaPreflight checks, when the plan imports a declarative schema,
-// that the database role may create the shadow database: a host problem
-// (like a missing tool) that blocks the release until fixed, found
-// before anything is touched. The database is asked only then: an
-// unchanged schema costs no round trip.
-func (a *Agent) schemaPreflight(ctx context.Context, rel *manifest.Release, p plan.Plan, obs plan.Observed) error {
-	sc := rel.Spec.Schema
-	if !sc.Declarative() || !p.Has(plan.Schema, "") || obs.Schema == nil || obs.Schema.Deferred != "" {
+// schemaPreflight is, when the plan imports a declarative schema, the
+// observation that the database role may not create the shadow database
+// as a host problem (like a missing tool): it blocks the release until
+// fixed, found before anything is touched (observed with the digest's
+// query: an unchanged schema costs no round trip).
+func schemaPreflight(p plan.Plan, obs plan.Observed) error {
+	if !p.Has(plan.Schema, "") || obs.Schema == nil || obs.Schema.NoShadow == "" {
 		return nil
 	}
-	im, err := a.importer(ctx, sc)
-	if err != nil {
-		return nil // observing the schema resolved it: the step reports a change since
-	}
-	role, ok, err := im.CanShadow(ctx)
-	if err != nil || ok {
-		return nil // an unreachable database is the step's to report (and retry)
-	}
+	role := obs.Schema.NoShadow
 	return &preflight.Error{Problems: []preflight.Problem{{
 		Check:    "the database role of schema.databaseURL (schema.mode declarative)",
 		Expected: "CREATEDB (or a superuser): the release's schema files are imported into a shadow database on the same server and compared with the live one",
@@ -521,7 +513,7 @@ func (a *Agent) converge(ctx context.Context, st *state.State, d *desired) (*Out
 	if !sameRelease || runsTools(p) {
 		err := a.preflight(&rel.Spec)
 		if err == nil {
-			err = a.schemaPreflight(ctx, rel, p, d.obs)
+			err = schemaPreflight(p, d.obs)
 		}
 		if err != nil {
 			// The host, not the release, lacks something: nothing is

@@ -183,10 +183,15 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 		}
 		files, seeds := schemaFiles(rel)
 		var p schema.Pending
+		noShadow := ""
 		if sc.Declarative() {
-			var done bool
-			if done, err = im.Declared(ctx, rel.Inputs.Schema.Digest); err == nil && !done {
+			var done, canShadow bool
+			var role string
+			if done, role, canShadow, err = im.DeclaredState(ctx, rel.Inputs.Schema.Digest); err == nil && !done {
 				p.Changes = []schema.Change{{File: sc.Dir, Why: "declarative: " + schemaChanges(cur, rel) + "; imported into a shadow database and compared with the live one at converge"}}
+				if !canShadow {
+					noShadow = role
+				}
 			}
 		} else {
 			p, err = im.Pending(ctx, files, seeds)
@@ -200,7 +205,7 @@ func (a *Agent) observeSteps(ctx context.Context, obs *plan.Observed, rel *manif
 			}
 			return fault.Transient(fmt.Errorf("reading the schema history: %w", err))
 		}
-		sp := &plan.SchemaPending{Seeds: p.Seeds}
+		sp := &plan.SchemaPending{Seeds: p.Seeds, NoShadow: noShadow}
 		for _, c := range p.Changes {
 			sp.Changes = append(sp.Changes, plan.SchemaChange{File: c.File, Why: c.Why})
 		}

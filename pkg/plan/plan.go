@@ -78,6 +78,9 @@ type SchemaPending struct {
 	// before compose (it may be a compose service): the step runs and
 	// reads what is pending then.
 	Deferred string
+	// NoShadow, when set, is the database role that may not create the
+	// shadow database a pending declarative change needs (no CREATEDB).
+	NoShadow string
 }
 
 // Process is what the host shows of one managed process.

@@ -570,36 +570,35 @@ func cliConnOf(conn string, base []string) (string, []string, error) {
 // schema (the sha256 column holds the digest).
 const DeclarativeFile = "(declarative)"
 
-// Declared reports, with one query, whether the database was brought to
-// the schema of the files whose digest is digest (a declarative release
-// recorded it). No history table yet is false.
-func (im *Importer) Declared(ctx context.Context, digest string) (bool, error) {
+// DeclaredState is what a declarative release's schema step asks the
+// database before it runs, on one connection: whether the database was
+// brought to the schema of the files whose digest is digest (a
+// declarative release recorded it; no history table yet is false), and
+// the role it connects as, with whether that role may create the shadow
+// databases of the declarative mode (CREATEDB, or a superuser).
+func (im *Importer) DeclaredState(ctx context.Context, digest string) (done bool, role string, canShadow bool, err error) {
 	conn, err := im.connect(ctx)
 	if err != nil {
-		return false, err
+		return false, "", false, err
 	}
 	defer closeConn(conn)
-	var ok bool
-	err = conn.QueryRow(ctx, `SELECT to_regclass('cohuron_agent.schema_history') IS NOT NULL`).Scan(&ok)
-	if err != nil || !ok {
-		return false, err
+	if err = conn.QueryRow(ctx, `SELECT rolname, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&role, &canShadow); err != nil {
+		return false, "", false, err
 	}
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cohuron_agent.schema_history WHERE file = $1 AND sha256 = $2)`, DeclarativeFile, digest).Scan(&ok)
-	return ok, err
+	if err = conn.QueryRow(ctx, HistoryExistsQuery).Scan(&done); err != nil || !done {
+		return false, role, canShadow, err
+	}
+	err = conn.QueryRow(ctx, DeclaredQuery, DeclarativeFile, digest).Scan(&done)
+	return done, role, canShadow, err
 }
 
-// CanShadow reports whether the role im connects as may create the
-// shadow databases of the declarative mode (CREATEDB, or a superuser),
-// with the role's name.
-func (im *Importer) CanShadow(ctx context.Context) (role string, ok bool, err error) {
-	conn, err := im.connect(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	defer closeConn(conn)
-	err = conn.QueryRow(ctx, `SELECT rolname, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&role, &ok)
-	return role, ok, err
-}
+// HistoryExistsQuery and DeclaredQuery ask whether a database was brought
+// to the schema of the files whose digest is $2 (DeclarativeFile as $1);
+// the second only once the first says the history table exists.
+const (
+	HistoryExistsQuery = `SELECT to_regclass('cohuron_agent.schema_history') IS NOT NULL`
+	DeclaredQuery      = `SELECT EXISTS (SELECT 1 FROM cohuron_agent.schema_history WHERE file = $1 AND sha256 = $2)`
+)
 
 // RecordDeclared are the statements that record, in the transaction that
 // applies a declarative change, that the database has the schema of the

@@ -54,10 +54,9 @@ func apply(ctx context.Context, live *sql.DB, p *Plan, lockTimeout time.Duration
 	}
 	if digest != "" {
 		var done bool
-		err := tx.QueryRowContext(ctx, `SELECT to_regclass('cohuron_agent.schema_history') IS NOT NULL`).Scan(&done)
+		err := tx.QueryRowContext(ctx, schema.HistoryExistsQuery).Scan(&done)
 		if err == nil && done {
-			err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM cohuron_agent.schema_history WHERE file = $1 AND sha256 = $2)`,
-				schema.DeclarativeFile, digest).Scan(&done)
+			err = tx.QueryRowContext(ctx, schema.DeclaredQuery, schema.DeclarativeFile, digest).Scan(&done)
 		}
 		if err != nil {
 			return fmt.Errorf("applying the schema change: reading the schema history: %w", err)
