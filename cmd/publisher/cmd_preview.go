@@ -131,21 +131,12 @@ func (c *CLI) previewSchema(ctx context.Context, pv *release.Preview, server str
 	if server == "" {
 		return &schemaPreview{NotComputed: "pass --schema-server URL (a PostgreSQL server where scratch databases may be created) to list the statements; agent plan on a host lists them against its live database"}, nil
 	}
-	dir, err := os.MkdirTemp("", "publisher-preview-schema-")
+	cur, next := pv.Current.Release, pv.Next
+	dir, cleanup, err := schema.WriteTemp(pv.SchemaFiles)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	for name, data := range pv.SchemaFiles {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	cur, next := pv.Current.Release, pv.Next
+	defer cleanup()
 	from, err := schema.Load(dir, cur.SchemaOrder())
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/cohuron/deploy/pkg/bundle"
 	"github.com/cohuron/deploy/pkg/manifest"
@@ -46,21 +45,21 @@ func (a *Agent) SchemaDiff(ctx context.Context) (*SchemaDiff, error) {
 		return nil, fault.Usage(fmt.Errorf("the running release (seq %d) has schema.mode %q: schema diff compares declarative schemas (schema.mode: declarative)", st.Current.Seq, sc.Mode))
 	}
 	rel := currentAsRelease(st.Current)
-	return a.diffSchema(ctx, rel, st.Current.Dir, true)
-}
-
-// diffSchema compares the live database with the schema files of rel,
-// found under dir (checked against rel's digests). With tryOrder, an
-// order hint is tried (OrderThatWorks: more shadow imports).
-func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir string, tryOrder bool) (*SchemaDiff, error) {
-	sc := rel.Spec.Schema
-	files, err := schema.Load(dir, rel.SchemaOrder())
+	files, err := schema.Load(st.Current.Dir, rel.SchemaOrder())
 	if err != nil {
 		return nil, err
 	}
+	return a.diffSchema(ctx, rel, files, true)
+}
+
+// diffSchema compares the live database with the schema files of rel
+// (checked against rel's digests). With tryOrder, an order hint is tried
+// (OrderThatWorks: more shadow imports).
+func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, files []schema.File, tryOrder bool) (*SchemaDiff, error) {
+	sc := rel.Spec.Schema
 	for _, f := range files {
 		if want := rel.Inputs.Schema.Files[f.Name]; f.SHA256 != want {
-			return nil, fmt.Errorf("schema file %s in %s: sha256 %s, the release signed %s", f.Name, dir, f.SHA256, want)
+			return nil, fmt.Errorf("schema file %s (%s): sha256 %s, the release signed %s", f.Name, f.Path, f.SHA256, want)
 		}
 	}
 	im, err := a.importer(ctx, sc)
@@ -84,8 +83,7 @@ func (a *Agent) diffSchema(ctx context.Context, rel *manifest.Release, dir strin
 }
 
 // planSchema is diffSchema for a release not staged yet (agent plan): its
-// schema files are read from its verified bundle into a temporary
-// directory.
+// schema files are read from its verified bundle.
 func (a *Agent) planSchema(ctx context.Context, rel *manifest.Release) (*SchemaDiff, error) {
 	path, err := a.bundleFile(ctx, rel)
 	if err != nil {
@@ -100,19 +98,14 @@ func (a *Agent) planSchema(ctx context.Context, rel *manifest.Release) (*SchemaD
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "agent-plan-schema-")
+	dir, cleanup, err := schema.WriteTemp(data)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	for name, b := range data {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			return nil, err
-		}
+	defer cleanup()
+	files, err := schema.Load(dir, rel.SchemaOrder())
+	if err != nil {
+		return nil, err
 	}
-	return a.diffSchema(ctx, rel, dir, false)
+	return a.diffSchema(ctx, rel, files, false)
 }

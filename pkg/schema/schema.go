@@ -175,6 +175,26 @@ func (e *DestructiveError) Error() string {
 	return b.String()
 }
 
+// WriteTemp writes data (schema files read from a bundle: name ->
+// content) into a new temporary directory, for Load; cleanup removes it.
+func WriteTemp(data map[string][]byte) (dir string, cleanup func(), err error) {
+	if dir, err = os.MkdirTemp("", "cohuron-schema-"); err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	for name, b := range data {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+			err = os.WriteFile(p, b, 0o600)
+		}
+		if err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	return dir, cleanup, nil
+}
+
 // Load reads root/name for each name, in order, and computes its SHA-256.
 // Names must be clean relative paths inside root; missing files, symlinks
 // (anywhere on the path below root) and non-regular files are refused.
