@@ -17,20 +17,24 @@ import (
 	"github.com/cohuron/deploy/pkg/schema"
 )
 
+// column runs q (one text column) on the database at url.
+func column(ctx context.Context, url, q string, args ...any) ([]string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // shadows lists the shadow databases of the server at url.
 func shadows(t *testing.T, url string) []string {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", schema.ShadowPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := column(context.Background(), url, "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1", schema.ShadowPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,16 +70,8 @@ func TestShadow(t *testing.T) {
 			if !strings.Contains(u, schema.ShadowPrefix) {
 				return fmt.Errorf("inspect got %s, not a shadow", u)
 			}
-			conn, err := pgx.Connect(ctx, u)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(ctx)
-			rows, err := conn.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'app' ORDER BY 1")
-			if err != nil {
-				return err
-			}
-			inShadow, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			var err error
+			inShadow, err = column(ctx, u, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'app' ORDER BY 1")
 			return err
 		})
 		if err != nil {
@@ -234,16 +230,8 @@ func TestImportBatches(t *testing.T) {
 	}
 	var tables []string
 	res, err := f.importer().Shadow(ctx, f.load("db/1.ddl", "db/2.ddl", "db/3.ddl", "db/4.ddl", "db/5.ddl"), schema.ShadowOptions{Host: "batches"}, func(ctx context.Context, u string) error {
-		conn, err := pgx.Connect(ctx, u)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		rows, err := conn.Query(ctx, "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema IN ('app', 'public') ORDER BY 1")
-		if err != nil {
-			return err
-		}
-		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		var err error
+		tables, err = column(ctx, u, "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_schema IN ('app', 'public') ORDER BY 1")
 		return err
 	})
 	if err != nil {
