@@ -236,24 +236,10 @@ func schemaChanges(cur *state.Release, rel *manifest.Release) string {
 	if cur == nil || cur.Spec == nil || cur.Spec.Schema == nil {
 		return "the files of a first release"
 	}
-	had := cur.Inputs.Schema.Files
 	var changed []string
-	for _, f := range rel.SchemaOrder() {
-		switch sum, ok := had[f]; {
-		case !ok:
-			changed = append(changed, f+" added")
-		case sum != rel.Inputs.Schema.Files[f]:
-			changed = append(changed, f+" changed")
-		}
+	for _, c := range rel.SchemaChangesFrom(cur.Inputs.Schema.Files) {
+		changed = append(changed, c.File+" "+c.Why)
 	}
-	var removed []string
-	for f := range had {
-		if _, ok := rel.Inputs.Schema.Files[f]; !ok {
-			removed = append(removed, f+" removed")
-		}
-	}
-	slices.Sort(removed)
-	changed = append(changed, removed...)
 	switch n := len(changed); {
 	case n == 0:
 		return "the files as before, the order or the declarations changed"

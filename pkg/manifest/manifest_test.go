@@ -718,3 +718,14 @@ func TestSchemaFilesOrder(t *testing.T) {
 		t.Errorf("the release's order = %q, want %q", got, order)
 	}
 }
+
+// Schema files added or changed in import order, then the removed ones.
+func TestSchemaChangesFrom(t *testing.T) {
+	rel := &manifest.Release{Spec: manifest.Spec{Schema: &manifest.Schema{Dir: "db", Files: []string{"db/b.ddl", "db/a.ddl", "db/c.ddl"}}},
+		Inputs: manifest.Inputs{Schema: manifest.Input{Files: map[string]string{"db/a.ddl": "1", "db/b.ddl": "2", "db/c.ddl": "3"}}}}
+	got := rel.SchemaChangesFrom(map[string]string{"db/a.ddl": "1", "db/c.ddl": "old", "db/z.ddl": "9", "db/y.ddl": "8"})
+	want := []manifest.SchemaFileChange{{"db/b.ddl", "added"}, {"db/c.ddl", "changed"}, {"db/y.ddl", "removed"}, {"db/z.ddl", "removed"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("changes = %v, want %v", got, want)
+	}
+}

@@ -76,3 +76,37 @@ func (r *Release) SchemaOrder() []string {
 	order, _ := sc.Order(paths)
 	return order
 }
+
+// SchemaFileChange is a schema file whose signed digest differs between
+// two releases.
+type SchemaFileChange struct {
+	File string
+	Why  string // added, changed, removed
+}
+
+// SchemaChangesFrom lists, by the signed per-file digests, the schema
+// files of r added or changed against had (another release's
+// Inputs.Schema.Files), in import order, then those had has and r not,
+// in path order.
+func (r *Release) SchemaChangesFrom(had map[string]string) []SchemaFileChange {
+	var out []SchemaFileChange
+	for _, f := range r.SchemaOrder() {
+		switch sum, ok := had[f]; {
+		case !ok:
+			out = append(out, SchemaFileChange{f, "added"})
+		case sum != r.Inputs.Schema.Files[f]:
+			out = append(out, SchemaFileChange{f, "changed"})
+		}
+	}
+	var removed []string
+	for f := range had {
+		if _, ok := r.Inputs.Schema.Files[f]; !ok {
+			removed = append(removed, f)
+		}
+	}
+	slices.Sort(removed)
+	for _, f := range removed {
+		out = append(out, SchemaFileChange{f, "removed"})
+	}
+	return out
+}

@@ -78,12 +78,9 @@ func previewSchema(c, n *manifest.Release) *SchemaPending {
 		had = c.Inputs.Schema.Files
 	}
 	sp := &SchemaPending{}
-	for _, f := range n.SchemaOrder() {
-		switch old, ok := had[f]; {
-		case !ok:
-			sp.Changes = append(sp.Changes, SchemaChange{File: f, Why: "added"})
-		case old != n.Inputs.Schema.Files[f]:
-			sp.Changes = append(sp.Changes, SchemaChange{File: f, Why: "changed"})
+	for _, c := range n.SchemaChangesFrom(had) {
+		if c.Why != "removed" { // a removed file is not undone: nothing runs for it
+			sp.Changes = append(sp.Changes, SchemaChange{File: c.File, Why: c.Why})
 		}
 	}
 	if c.Spec.Schema == nil {
