@@ -393,9 +393,14 @@ func (im *Importer) log() *slog.Logger {
 }
 
 func (im *Importer) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(im.URL)
+	return im.connectTo(ctx, im.URL)
+}
+
+// connectTo connects to url (im.URL, or a shadow database's) as connect does.
+func (im *Importer) connectTo(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("database URL %s: %w", redactURL(im.URL), err)
+		return nil, fmt.Errorf("database URL %s: %w", redactURL(url), err)
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "cohuron-agent"
@@ -406,7 +411,7 @@ func (im *Importer) connect(ctx context.Context) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", redactURL(im.URL), err)
+		return nil, fmt.Errorf("connecting to %s: %w", redactURL(url), err)
 	}
 	return conn, nil
 }

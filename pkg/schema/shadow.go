@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cohuron/deploy/pkg/proc"
 )
@@ -39,6 +40,7 @@ type Warning struct {
 	File      string
 	Line      int    // psql's line: where the statement ended
 	Message   string // ERROR: and the lines after it (DETAIL, HINT, ...)
+	Code      string // the SQLSTATE, e.g. 42P01 (undefined_table)
 	Statement string
 	// Order: the statement succeeded when run again after the rest, so
 	// it failed only because of the files' order.
@@ -313,18 +315,31 @@ func (im *Importer) importInto(ctx context.Context, conn string, files []File, t
 		start += len(b.names)
 	}
 	// A statement that drops or deletes is not run again: after the
-	// rest it would remove what the rest created.
+	// rest it would remove what the rest created. Nor one PostgreSQL
+	// could not parse: what the rest creates does not change that.
 	var retryable []Warning
 	for _, w := range failed {
-		if losesData(w.Statement) {
+		if losesData(w.Statement) || w.Code == sqlstateSyntaxError {
 			out = append(out, w)
 		} else {
 			retryable = append(retryable, w)
 		}
 	}
 	failed = retryable
+	var session *pgx.Conn
+	if len(failed) > 0 {
+		var err error
+		if session, err = im.connectTo(ctx, conn); err != nil {
+			return nil, fmt.Errorf("running the failed statements again: %w", err)
+		}
+		defer closeConn(session)
+		// Their notices are the first pass's again (psql's went nowhere).
+		if _, err := session.Exec(ctx, "SET client_min_messages = error"); err != nil {
+			return nil, fmt.Errorf("running the failed statements again: %w", err)
+		}
+	}
 	for round := 0; round < maxRetryRounds && len(failed) > 0; round++ {
-		still, err := im.retry(ctx, conn, failed)
+		still, err := retry(ctx, session, failed)
 		if err != nil {
 			return nil, err
 		}
@@ -382,46 +397,54 @@ func containsWarning(ws []Warning, w Warning) bool {
 	return false
 }
 
-// retry runs the statements of failed again, in order, in one psql
-// script, and returns those that failed again.
-func (im *Importer) retry(ctx context.Context, shadowURL string, failed []Warning) ([]Warning, error) {
-	var script strings.Builder
-	lastLine := make([]int, len(failed)) // the script line each statement ends on
-	line := 1
-	for i, w := range failed {
-		stmt := strings.TrimRight(w.Statement, " \t\r\n")
-		if !strings.HasSuffix(stmt, ";") {
-			stmt += ";"
-		}
-		script.WriteString(stmt)
-		script.WriteString("\n")
-		line += strings.Count(stmt, "\n")
-		lastLine[i] = line
-		line++
-	}
-	ws, err := im.psqlScript(ctx, shadowURL, script.String(), false)
-	if err != nil {
-		return nil, fmt.Errorf("running the failed statements again in the shadow database: %w", err)
-	}
+// retry runs the statements of failed again, in order, on one session,
+// and returns those that failed again. Each is sent on its own, as the
+// text psql sent (a simple query, as psql's): none can run into the
+// next, as in one script the rest of a fragment that opens a quote
+// would swallow the statements after it.
+func retry(ctx context.Context, conn *pgx.Conn, failed []Warning) ([]Warning, error) {
 	var still []Warning
-	for _, w := range ws {
-		for i, end := range lastLine {
-			if w.Line <= end {
-				f := failed[i]
-				f.Message = w.Message
-				if !containsWarning(still, f) {
-					still = append(still, f)
-				}
-				break
+	for _, w := range failed {
+		_, err := conn.Exec(ctx, w.Statement)
+		var pe *pgconn.PgError
+		switch {
+		case errors.As(err, &pe):
+			w.Message, w.Code = pgMessage(pe), pe.Code
+			still = append(still, w)
+		case err != nil:
+			return nil, fmt.Errorf("running the failed statements again: %w", err)
+		}
+		if conn.PgConn().TxStatus() != 'I' {
+			// A BEGIN, or a failure inside one: ended before the next
+			// statement, as between two files.
+			if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+				return nil, fmt.Errorf("running the failed statements again: %w", err)
 			}
 		}
 	}
 	return still, nil
 }
 
+// pgMessage is an error as psql prints it (without its LINE excerpt).
+func pgMessage(pe *pgconn.PgError) string {
+	m := pe.Severity + ": " + pe.Message
+	if pe.Detail != "" {
+		m += "\nDETAIL:  " + pe.Detail
+	}
+	if pe.Hint != "" {
+		m += "\nHINT:  " + pe.Hint
+	}
+	return m
+}
+
+// sqlstateSyntaxError is PostgreSQL's syntax_error: the statement's text
+// does not parse (the real app has 76, fragments of functions).
+const sqlstateSyntaxError = "42601"
+
 // psqlScript runs sql with psql on stdin against url, query output
 // discarded, and returns the statements that failed. With stop, the first
-// failure ends the script (and the returned error is set).
+// failure ends the script (and the returned error is set). Errors are
+// reported verbosely, for their SQLSTATE (Warning.Code).
 func (im *Importer) psqlScript(ctx context.Context, conn, sql string, stop bool) ([]Warning, error) {
 	dbname, env, err := cliConnOf(conn, im.Env)
 	if err != nil {
@@ -433,7 +456,7 @@ func (im *Importer) psqlScript(ctx context.Context, conn, sql string, stop bool)
 	}
 	var out bytes.Buffer
 	_, err = proc.Run(ctx, proc.Cmd{Name: im.bin("psql"), Env: env, Stdin: strings.NewReader(sql), Output: &out,
-		Args: []string{"-X", "-q", "-b", "-o", os.DevNull, "-v", "ON_ERROR_STOP=" + onErr, "--dbname=" + dbname, "-f", "-"}})
+		Args: []string{"-X", "-q", "-b", "-o", os.DevNull, "-v", "ON_ERROR_STOP=" + onErr, "-v", "VERBOSITY=verbose", "--dbname=" + dbname, "-f", "-"}})
 	ws := parsePsqlErrors(out.Bytes())
 	if err != nil && (!stop || len(ws) == 0) {
 		return ws, fmt.Errorf("psql: %w", err)
@@ -445,11 +468,16 @@ func (im *Importer) psqlScript(ctx context.Context, conn, sql string, stop bool)
 }
 
 // psqlLine is a line psql prints about its input: psql:FILE:LINE: WHAT: ...
-var psqlLine = regexp.MustCompile(`^psql:<stdin>:(\d+): ([A-Z]+):  ?(.*)$`)
+// (with VERBOSITY verbose, an ERROR's SQLSTATE first: ERROR:  42P01: ...).
+var (
+	psqlLine     = regexp.MustCompile(`^psql:<stdin>:(\d+): ([A-Z]+):  ?(.*)$`)
+	psqlSQLState = regexp.MustCompile(`^([0-9A-Z]{5}): (.*)$`)
+)
 
 // parsePsqlErrors reads psql -b's stderr: each ERROR line, the lines
-// after it (DETAIL, HINT, CONTEXT, LINE n) and the STATEMENT that failed,
-// which may span lines.
+// after it (DETAIL, HINT, CONTEXT, LINE n; not verbose mode's LOCATION,
+// which names PostgreSQL's source) and the STATEMENT that failed, which
+// may span lines.
 func parsePsqlErrors(out []byte) []Warning {
 	var ws []Warning
 	var cur *Warning
@@ -463,6 +491,7 @@ func parsePsqlErrors(out []byte) []Warning {
 			switch {
 			case cur != nil && inStatement:
 				cur.Statement += "\n" + l
+			case cur != nil && strings.HasPrefix(l, "LOCATION:  "):
 			case cur != nil && strings.TrimSpace(l) != "":
 				cur.Message += "\n" + l
 			}
@@ -471,7 +500,11 @@ func parsePsqlErrors(out []byte) []Warning {
 		n, _ := strconv.Atoi(m[1])
 		switch m[2] {
 		case "ERROR": // FATAL (the connection lost) ends psql with exit 2: an error of the moment
-			ws = append(ws, Warning{Line: n, Message: m[2] + ": " + m[3]})
+			w := Warning{Line: n, Message: m[2] + ": " + m[3]}
+			if c := psqlSQLState.FindStringSubmatch(m[3]); c != nil {
+				w.Code, w.Message = c[1], m[2]+": "+c[2]
+			}
+			ws = append(ws, w)
 			cur, inStatement = &ws[len(ws)-1], false
 		case "STATEMENT":
 			if cur != nil {

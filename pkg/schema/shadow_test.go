@@ -56,7 +56,8 @@ func TestShadow(t *testing.T) {
 			"CREATE TABLE app.c (id nosuchtype);\n" +
 			// Fails, and must not be retried once app.a exists.
 			"DROP TABLE app.gone;\nDROP TABLE app.a_later;\n",
-		"db/3_later.ddl": "CREATE TABLE app.a_later (id int);\n",
+		// The second statement does not parse: not run again.
+		"db/3_later.ddl": "CREATE TABLE app.a_later (id int);\nCREATE TABLE app.broken (id int,);\n",
 	}
 	order := []string{"db/1_a.ddl", "db/2_b.ddl", "db/3_later.ddl"}
 
@@ -85,8 +86,16 @@ func TestShadow(t *testing.T) {
 			got = append(got, w.String())
 		}
 		t.Logf("warnings:\n%s", strings.Join(got, "\n"))
-		if len(res.Warnings) != 4 {
-			t.Fatalf("%d warnings, want 4 (a's reference, c's type, two drops)", len(res.Warnings))
+		if len(res.Warnings) != 5 {
+			t.Fatalf("%d warnings, want 5 (a's reference, c's type, two drops, a syntax error)", len(res.Warnings))
+		}
+		if got := res.Warnings[0].Code + " " + res.Warnings[1].Code; got != "42P01 42704" {
+			t.Errorf("SQLSTATEs %s, want 42P01 42704 (undefined table, undefined object)", got)
+		}
+		for _, w := range res.Warnings {
+			if strings.Contains(w.Message, "LOCATION:") || strings.HasPrefix(w.Message, "ERROR:  4") {
+				t.Errorf("message %q: want psql's default text, without the SQLSTATE or LOCATION", w.Message)
+			}
 		}
 		w := res.Warnings[0]
 		if w.File != "db/1_a.ddl" || w.Line != 5 || !w.Order || !strings.Contains(w.Message, `relation "app.b" does not exist`) || !strings.Contains(w.Statement, "REFERENCES app.b") {
@@ -96,13 +105,16 @@ func TestShadow(t *testing.T) {
 		if w.File != "db/2_b.ddl" || w.Line != 4 || w.Order || !strings.Contains(w.Message, `type "nosuchtype" does not exist`) {
 			t.Errorf("second warning %+v, want db/2_b.ddl:4, type nosuchtype, not an order problem", w)
 		}
-		for _, w := range res.Warnings[2:] {
+		for _, w := range res.Warnings[2:4] {
 			if w.Order || !strings.HasPrefix(w.Statement, "DROP TABLE") {
 				t.Errorf("warning %+v: a failed DROP must not be run again", w)
 			}
 		}
-		if n := len(res.Failed()); n != 3 {
-			t.Errorf("Failed() has %d, want 3", n)
+		if w := res.Warnings[4]; w.File != "db/3_later.ddl" || w.Line != 2 || w.Order || w.Code != "42601" {
+			t.Errorf("last warning %+v, want db/3_later.ddl:2, a syntax error (42601)", w)
+		}
+		if n := len(res.Failed()); n != 4 {
+			t.Errorf("Failed() has %d, want 4", n)
 		}
 		if s := shadows(t, pg.URL); len(s) != 0 {
 			t.Errorf("shadow databases left: %v", s)

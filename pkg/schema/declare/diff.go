@@ -135,13 +135,22 @@ func Diff(ctx context.Context, live, desired *sql.DB, opt Options) (*Plan, error
 	p := &Plan{}
 	var pre, fns, tables, after []Statement
 	for _, name := range opt.Schemas {
+		// Both at once: two servers' (or two databases') catalogs, each
+		// about half of the diff's time.
+		var to *schema.Schema
+		var toErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			to, toErr = inspect(ctx, dd, name)
+		}()
 		from, err := inspect(ctx, ld, name)
+		<-done
 		if err != nil {
 			return nil, fmt.Errorf("inspecting schema %s of the live database: %w", name, err)
 		}
-		to, err := inspect(ctx, dd, name)
-		if err != nil {
-			return nil, fmt.Errorf("inspecting schema %s of the shadow database: %w", name, err)
+		if toErr != nil {
+			return nil, fmt.Errorf("inspecting schema %s of the shadow database: %w", name, toErr)
 		}
 		if to == nil {
 			return nil, filesErr("schema.schemas names %s, which the schema files do not create", name)
