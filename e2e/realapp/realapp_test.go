@@ -28,20 +28,22 @@ func TestRealApp(t *testing.T) {
 		// look, then converge. Compose keeps the containers the old
 		// script started; the database the old script imported is
 		// adopted as it is, with no baseline: its diff with the release's
-		// files is additive only: the comments and triggers whose
-		// statements the old script's order failed (their tables and
-		// functions came later), which the agent's import runs again
-		// after the rest.
+		// files is additive only: the triggers whose statements the old
+		// script's order failed (their tables came later), which the
+		// agent's import runs again after the rest. The comments at the
+		// end of db/27_interaction.ddl are not among them: psql reads
+		// them inside a dollar quote the file never closes, so neither
+		// import runs them.
 		oldContainers := h.containers()
 		if len(oldContainers) != 5 {
 			t.Fatalf("the old deployer's compose services: %v, want db, redis, minio, mailhog, rabbitmq", oldContainers)
 		}
 		out := h.adopt(commitAdopt, rows)
 		contains(t, "plan of the first release", out, "schema, declarative:", "statement(s) would bring the live database to the files' schema",
-			`COMMENT ON TABLE "app"."customer_interaction"`, "CREATE TRIGGER log_project_changes",
+			"CREATE TRIGGER log_project_changes",
 			// Before 2025-12-04 the files give app.entity no primary key.
 			"note schema.referenceData: app.entity gets no rows")
-		lacks(t, "plan of the first release", out, "refused", "DROP TABLE", "DROP COLUMN")
+		lacks(t, "plan of the first release", out, "refused", "DROP TABLE", "DROP COLUMN", `COMMENT ON TABLE "app"."customer_interaction"`)
 		if got := h.containers(); !maps.Equal(got, oldContainers) {
 			t.Errorf("the migration recreated containers: %v -> %v", oldContainers, got)
 		}
