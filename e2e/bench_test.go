@@ -213,6 +213,26 @@ func rssKB(pid int) int64 {
 	return 0
 }
 
+// cpuMS is the CPU time pid and its reaped children used, in ms
+// (/proc/pid/stat utime, stime, cutime, cstime; USER_HZ 100).
+func cpuMS(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
+	var ticks int64
+	for _, v := range f[11:15] { // fields 14-17
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return float64(ticks) * 10
+}
+
 // BenchmarkAgent measures the agent against a seed-style full redeploy in
 // the same run. Run with -benchtime 1x; each figure averages 3 rounds.
 // Timings are taken without load; failed requests are counted in separate
@@ -297,6 +317,48 @@ func BenchmarkAgent(b *testing.B) {
 	defer func() { run.Process.Signal(os.Interrupt); run.Wait() }()
 	time.Sleep(5 * time.Second) // a few idle polls
 	b.ReportMetric(float64(rssKB(run.Process.Pid))/1024, "idle-rss-MB")
+	// Idle CPU: the agent's and its children's over 10 idle polls (the
+	// store answers 304), against what one `pm2 jlist` (the observation
+	// an idle poll made before it read PM2's pid files) costs, same run.
+	const idlePolls = 10
+	cpu0 := cpuMS(b, run.Process.Pid)
+	time.Sleep(idlePolls * 2 * time.Second)
+	idle := (cpuMS(b, run.Process.Pid) - cpu0) / idlePolls
+	jl := h.cmd("pm2", "jlist")
+	if out, err := jl.CombinedOutput(); err != nil {
+		b.Fatalf("pm2 jlist: %v\n%s", err, out)
+	}
+	jlistMS := float64((jl.ProcessState.UserTime() + jl.ProcessState.SystemTime()).Microseconds()) / 1000
+	b.ReportMetric(idle, "idle-poll-cpu-ms")
+	b.ReportMetric(jlistMS, "pm2-jlist-cpu-ms")
+	b.ReportMetric(idle/jlistMS, "x-jlist")
+	b.Logf("idle poll: %.1f ms of CPU (agent and children, mean of %d polls at 2 s); one pm2 jlist: %.1f ms: %.2f×", idle, idlePolls, jlistMS, idle/jlistMS)
+
+	// Drift: every process deleted by hand (PM2 does not bring those
+	// back; a killed one it restarts itself). The agent must see it from
+	// PM2's pid files and start them again within about one interval.
+	var repair time.Duration
+	for r := 0; r < rounds; r++ {
+		// Apart: the agent's repair goes on checking health a while after
+		// the app first answers; a delete then fails that check instead.
+		time.Sleep(5 * time.Second)
+		t0 := time.Now()
+		h.run("pm2", "delete", "all")
+		if h.health() != "" {
+			b.Fatal("the app still answers after pm2 delete all")
+		}
+		for h.health() == "" {
+			if time.Since(t0) > 60*time.Second {
+				b.Fatal("the agent did not bring the deleted processes back within 60 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		repair += time.Since(t0)
+	}
+	repairMS := float64(repair.Milliseconds()) / rounds
+	b.ReportMetric(repairMS, "drift-repair-ms")
+	b.ReportMetric(repairMS/2000, "x-interval")
+	b.Logf("processes deleted by hand: healthy again after %.0f ms (poll interval 2 s: %.2f×; app start alone %.0f ms)", repairMS, repairMS/2000, ms(seedStart, nSeed))
 	var latency, publish time.Duration
 	for r := 1; r <= rounds; r++ {
 		greeting := "greeting" + strconv.Itoa(r)

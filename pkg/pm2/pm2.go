@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +36,9 @@ type Manager struct {
 	// dropping to the user, so they write under LogDir/<user>; fork-mode
 	// logs are opened by the root daemon and stay in root's LogDir.
 	LogDir string
+
+	mu   sync.Mutex
+	seen *observation // the last read from PM2's CLI, while it stands
 }
 
 // Status is one process as PM2 reports it.
@@ -221,23 +225,49 @@ func (m *Manager) Stop(ctx context.Context, names []string) error {
 	return nil
 }
 
-// Status reads every process of this PM2_HOME.
+// Status reads every process of this PM2_HOME: from PM2's CLI (`pm2
+// jlist`), or, while nothing PM2 keeps on disk changed since that read,
+// from that read (observe.go): an idle poll starts no Node process.
 func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen != nil {
+		if now, ok := m.marks(); ok && now.equal(m.seen.marks) {
+			return cloneStatus(m.seen.status), nil
+		}
+		m.seen = nil
+	}
+	before, ok := m.marks()
+	list, err := m.jlist(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := statusOf(list)
+	if after, okAfter := m.marks(); ok && okAfter && before.equal(after) && settled(list, after) {
+		m.seen = &observation{status: cloneStatus(res), marks: after}
+	}
+	return res, nil
+}
+
+// listed is one process (one cluster worker) of `pm2 jlist`.
+type listed struct {
+	Name   string `json:"name"`
+	PID    int    `json:"pid"`
+	PM2Env struct {
+		Status      string `json:"status"`
+		RestartTime int    `json:"restart_time"`
+		Unstable    int    `json:"unstable_restarts"`
+	} `json:"pm2_env"`
+}
+
+func (m *Manager) jlist(ctx context.Context) ([]listed, error) {
 	// jlist prints every process's whole environment (resolved secrets
 	// included, ~5 KB per instance): keep all of it, and never quote it.
 	out, err := m.run(ctx, 64<<20, "jlist")
 	if err != nil {
 		return nil, err
 	}
-	var list []struct {
-		Name   string `json:"name"`
-		PID    int    `json:"pid"`
-		PM2Env struct {
-			Status      string `json:"status"`
-			RestartTime int    `json:"restart_time"`
-			Unstable    int    `json:"unstable_restarts"`
-		} `json:"pm2_env"`
-	}
+	var list []listed
 	// pm2 prints daemon start-up lines around the JSON: take the first
 	// '[' that starts a whole JSON array.
 	decoded := false
@@ -249,6 +279,11 @@ func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
 		decoded = json.NewDecoder(bytes.NewReader(rest[i:])).Decode(&list) == nil
 		rest = rest[i+1:]
 	}
+	return list, nil
+}
+
+// statusOf is each process of list by name (a cluster's workers in one).
+func statusOf(list []listed) map[string]Status {
 	res := map[string]Status{}
 	for _, p := range list {
 		s := res[p.Name]
@@ -266,7 +301,7 @@ func (m *Manager) Status(ctx context.Context) (map[string]Status, error) {
 	for _, s := range res {
 		sort.Ints(s.PIDs)
 	}
-	return res, nil
+	return res
 }
 
 func (m *Manager) pm2(ctx context.Context, args ...string) ([]byte, error) {
@@ -284,6 +319,11 @@ func (m *Manager) run(ctx context.Context, maxOutput int, args ...string) ([]byt
 	}
 	if err := os.MkdirAll(m.Home, 0o700); err != nil {
 		return nil, fmt.Errorf("creating PM2_HOME: %w", err)
+	}
+	if args[0] != "jlist" {
+		// This command may change what PM2 runs in ways its pid files do
+		// not show (deleting a stopped process): the next Status asks PM2.
+		m.forget()
 	}
 	env := append(append([]string(nil), m.Env...), "PM2_HOME="+m.Home, "PM2_DISABLE_VERSION_CHECK=true")
 	res, err := m.Run(ctx, proc.Cmd{Name: bin, Args: args, Env: env, User: m.User, Timeout: timeout, Dir: m.Home, MaxOutput: maxOutput})
