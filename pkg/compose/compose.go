@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -140,8 +141,21 @@ func (c *Client) Up(ctx context.Context, p Project, out io.Writer) error {
 // `docker image inspect`; a ref with no local image maps to "".
 func (c *Client) ImageIDs(ctx context.Context, refs []string) (map[string]string, error) {
 	ids := map[string]string{}
+	e := engineOf(c.Env)
 	for _, ref := range refs {
 		if _, done := ids[ref]; done {
+			continue
+		}
+		if e != nil {
+			id, err := e.imageID(ctx, ref)
+			switch {
+			case errors.Is(err, errNoImage):
+				ids[ref] = ""
+				continue
+			case err != nil:
+				return nil, fmt.Errorf("image ID of %s: %w", ref, err)
+			}
+			ids[ref] = id
 			continue
 		}
 		out, err := c.capture(ctx, []string{"docker", "image", "inspect", "--format", "{{.Id}}", "--", ref})
@@ -175,6 +189,18 @@ func (c *Client) Status(ctx context.Context, project string) (map[string]Service
 	if err := checkName(project); err != nil {
 		return nil, err
 	}
+	if e := engineOf(c.Env); e != nil {
+		rows, err := e.containers(ctx, project)
+		if err != nil {
+			return nil, fmt.Errorf("containers of project %s: %w", project, err)
+		}
+		return statusOf(rows), nil
+	}
+	return c.statusCLI(ctx, project)
+}
+
+// statusCLI is Status through the docker CLI.
+func (c *Client) statusCLI(ctx context.Context, project string) (map[string]Service, error) {
 	out, err := c.capture(ctx, []string{"docker", "ps", "-a", "--no-trunc",
 		"--filter", "label=com.docker.compose.project=" + project, "--format", psFormat})
 	if err != nil {
@@ -185,6 +211,32 @@ func (c *Client) Status(ctx context.Context, project string) (map[string]Service
 		return nil, fmt.Errorf("containers of project %s: %w", project, err)
 	}
 	return st, nil
+}
+
+// psRow is one container, as docker ps (psFormat) or the Engine API list it.
+type psRow struct{ service, id, state, status, hash, oneoff, image string }
+
+// statusOf is rows by service (see Status), in the order of their lines.
+func statusOf(rows []psRow) map[string]Service {
+	line := func(r psRow) string {
+		return strings.Join([]string{r.service, r.id, r.state, r.status, r.hash, r.oneoff, r.image}, "\t")
+	}
+	slices.SortFunc(rows, func(a, b psRow) int { return strings.Compare(line(a), line(b)) })
+	st := map[string]Service{}
+	for _, r := range rows {
+		if r.service == "" || strings.EqualFold(r.oneoff, "true") {
+			continue // not a service container, or a one-off
+		}
+		s := Service{Name: r.service, Container: r.id, State: r.state, ConfigHash: r.hash, Image: r.image}
+		if m := healthRE.FindStringSubmatch(r.status); m != nil {
+			s.Health = strings.TrimPrefix(m[1], "health: ")
+		}
+		if prev, ok := st[s.Name]; ok && (!prev.OK() || s.OK()) {
+			continue
+		}
+		st[s.Name] = s
+	}
+	return st
 }
 
 // dropWarnings removes the docker CLI's "WARNING: …" lines (it writes them
@@ -207,10 +259,9 @@ func dropWarnings(out []byte) []byte {
 var healthRE = regexp.MustCompile(`\((healthy|unhealthy|health: starting)\)`)
 
 func parseStatus(out []byte) (map[string]Service, error) {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	sort.Strings(lines)
-	st := map[string]Service{}
-	for _, line := range lines {
+	var rows []psRow
+	for line := range strings.Lines(strings.TrimSpace(string(out))) {
+		line = strings.TrimRight(line, "\n")
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
@@ -218,19 +269,9 @@ func parseStatus(out []byte) (map[string]Service, error) {
 		if len(f) != 7 {
 			return nil, fmt.Errorf("docker ps: expected 7 tab-separated fields, found %d in %q", len(f), line)
 		}
-		if f[0] == "" || strings.EqualFold(f[5], "true") {
-			continue // not a service container, or a one-off
-		}
-		s := Service{Name: f[0], Container: f[1], State: f[2], ConfigHash: f[4], Image: f[6]}
-		if m := healthRE.FindStringSubmatch(f[3]); m != nil {
-			s.Health = strings.TrimPrefix(m[1], "health: ")
-		}
-		if prev, ok := st[s.Name]; ok && (!prev.OK() || s.OK()) {
-			continue
-		}
-		st[s.Name] = s
+		rows = append(rows, psRow{service: f[0], id: f[1], state: f[2], status: f[3], hash: f[4], oneoff: f[5], image: f[6]})
 	}
-	return st, nil
+	return statusOf(rows), nil
 }
 
 // WaitHealthy polls Status every `every` (0: 1s) until each named service

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -145,13 +146,20 @@ func TestComposeIntegration(t *testing.T) {
 		t.Errorf("queue answered %q after the change", got)
 	}
 
-	// Image IDs.
+	// Status and image IDs come from the Engine API on the daemon's
+	// socket, the same as the docker CLI says.
+	if engineOf(c.Env) == nil {
+		t.Fatalf("no Engine API for the client's env %q: Status asked the docker CLI", c.Env)
+	}
+	if viaCLI, err := c.statusCLI(ctx, p.Name); err != nil || !maps.Equal(viaCLI, st3) {
+		t.Errorf("Status from the Engine API:\n%v\nfrom docker ps (%v):\n%v", st3, err, viaCLI)
+	}
 	ids, err := c.ImageIDs(ctx, []string{stubImage, "cohuron-missing:none"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(ids[stubImage], "sha256:") || ids["cohuron-missing:none"] != "" {
-		t.Errorf("ImageIDs = %v, want a sha256 ID for %s and \"\" for the missing image", ids, stubImage)
+	if want := strings.TrimSpace(d.CLI(t, "image", "inspect", "--format", "{{.Id}}", stubImage)); ids[stubImage] != want || ids["cohuron-missing:none"] != "" {
+		t.Errorf("ImageIDs = %v, want %s for %s (docker image inspect) and \"\" for the missing image", ids, want, stubImage)
 	}
 
 	// Kill cache: Status shows it, up restores it.
