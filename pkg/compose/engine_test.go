@@ -34,8 +34,8 @@ func TestEngineOf(t *testing.T) {
 		{[]string{"DOCKER_HOST=tcp://127.0.0.1:2375"}, false},
 		{[]string{"DOCKER_HOST=ssh://host"}, false},
 		{[]string{"DOCKER_HOST=unix://" + filepath.Join(dir, "none.sock")}, false}, // the CLI says what is wrong
-		{[]string{"DOCKER_HOST=unix://" + dir}, false},                            // not a socket
-		{[]string{"HOME=" + home}, false},                                         // a context in the CLI's config
+		{[]string{"DOCKER_HOST=unix://" + dir}, false},                             // not a socket
+		{[]string{"HOME=" + home}, false},                                          // a context in the CLI's config
 	} {
 		if got := engineOf(tt.env) != nil; got != tt.want {
 			t.Errorf("engineOf(%q) = %v, want %v", tt.env, got, tt.want)
